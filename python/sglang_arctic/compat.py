@@ -1,0 +1,29 @@
+"""The SGLang version we are built against, checked loudly in every process."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+EXPECTED_SGLANG_VERSION = "0.5.23"
+
+
+class SGLangVersionMismatch(SystemExit):
+    """A SystemExit, so that SGLang's plugin loader (which logs and swallows
+    ``Exception``) cannot hide it: a mismatched host must stop the process."""
+
+
+def installed_sglang_version() -> str | None:
+    try:
+        return version("sglang")
+    except PackageNotFoundError:
+        return None
+
+
+def check_sglang_version() -> None:
+    installed = installed_sglang_version()
+    if installed != EXPECTED_SGLANG_VERSION:
+        raise SGLangVersionMismatch(
+            f"sglang_arctic requires sglang=={EXPECTED_SGLANG_VERSION}, but "
+            f"{'sglang is not installed' if installed is None else f'sglang {installed} is installed'}. "
+            f"Install the pinned version: pip install sglang=={EXPECTED_SGLANG_VERSION}"
+        )

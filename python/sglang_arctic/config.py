@@ -1,0 +1,117 @@
+"""The typed arctic configuration, and how it travels to SGLang's child processes.
+
+SGLang's ``ServerArgs`` is a sealed struct and its children are started with
+multiprocessing *spawn*, so arctic options cannot ride on ``ServerArgs`` and
+cannot be set by monkeypatching the launcher. The launcher serializes one
+``ArcticConfig`` to JSON in the ``SGLANG_ARCTIC_CONFIG`` environment variable;
+every process (launcher, scheduler, detokenizer) parses it once with
+``load_config()``. This is the only module that reads ``SGLANG_ARCTIC_*``
+variables.
+
+Adding an option: add a field with a default, a ``help`` in its metadata and
+a check in ``validate``; the CLI flag ``--arctic-<field-with-dashes>`` is
+generated from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+CONFIG_ENV = "SGLANG_ARCTIC_CONFIG"
+CACHE_DIR_ENV = "SGLANG_ARCTIC_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """User cache folder for artifacts we materialize (never inside the repo)."""
+    explicit = os.environ.get(CACHE_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "sglang_arctic"
+
+
+class ArcticConfigError(ValueError):
+    """A bad arctic option; the message names the option and the value."""
+
+
+@dataclass(frozen=True)
+class ArcticConfig:
+    cpu_auto: bool = field(
+        default=True,
+        metadata={
+            "help": "With no usable GPU, select SGLang's CPU engine and our CPU "
+            "defaults (device cpu, arctic attention backend, a small KV budget) "
+            "for every flag the user did not set."
+        },
+    )
+    cpu_kv_tokens: int = field(
+        default=32768,
+        metadata={
+            "help": "KV-cache size in tokens used on CPU when --max-total-tokens "
+            "is not given (small, so start-up stays fast)."
+        },
+    )
+    reject_unknown_fields: bool = field(
+        default=True,
+        metadata={
+            "help": "Answer 400 to /generate, /v1/completions and /v1/chat/completions "
+            "bodies with top-level fields the API does not define (SGLang ignores them)."
+        },
+    )
+
+    @classmethod
+    def passive(cls) -> "ArcticConfig":
+        """The config of a process not started by our launcher (plain `sglang serve`):
+        every behaviour-changing feature off, so SGLang behaves exactly as vanilla."""
+        return cls(reject_unknown_fields=False)
+
+    def validate(self) -> "ArcticConfig":
+        if self.cpu_kv_tokens < 256:
+            raise ArcticConfigError(
+                f"--arctic-cpu-kv-tokens must be >= 256, got {self.cpu_kv_tokens}"
+            )
+        return self
+
+    # -- transport -------------------------------------------------------
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ArcticConfig":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ArcticConfigError(f"{CONFIG_ENV} is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ArcticConfigError(f"{CONFIG_ENV} must hold a JSON object")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ArcticConfigError(f"unknown arctic option(s) in {CONFIG_ENV}: {unknown}")
+        for name, value in raw.items():
+            expected = type(known[name].default)
+            if type(value) is not expected:
+                raise ArcticConfigError(
+                    f"arctic option {name!r} must be {expected.__name__}, got {value!r}"
+                )
+        return cls(**raw).validate()
+
+
+@lru_cache(maxsize=1)
+def load_config() -> ArcticConfig:
+    """The config of this process: from the environment (set by our launcher),
+    else the passive config."""
+    text = os.environ.get(CONFIG_ENV)
+    return ArcticConfig.from_json(text) if text else ArcticConfig.passive()
+
+
+def export_config(config: ArcticConfig) -> None:
+    """Publish ``config`` to this process and every child it spawns."""
+    os.environ[CONFIG_ENV] = config.to_json()
+    load_config.cache_clear()

@@ -1,0 +1,171 @@
+"""``python -m sglang_arctic.launch_server``: every ``sglang serve`` flag plus ``--arctic-*``.
+
+What it adds to SGLang's launcher, in order:
+1. ``--arctic-*`` flags are parsed into a typed ``ArcticConfig`` (a bad value is
+   a startup error naming the flag) and exported to the environment for
+   SGLang's spawned children; they are removed from the argv SGLang sees.
+2. With no ``--model-path`` it serves the embedded default model
+   (SmolLM2-135M-Instruct, materialized once into the user cache).
+3. With no usable GPU it selects SGLang's CPU engine and CPU defaults for
+   every flag the user did not set (see ``cpu_defaults``).
+Then SGLang's own ``prepare_server_args`` / ``run_server`` take over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from typing import Sequence
+
+from sglang_arctic.config import ArcticConfig, ArcticConfigError, export_config
+
+logger = logging.getLogger(__name__)
+
+ARCTIC_PREFIX = "--arctic-"
+CPU_ATTENTION_BACKEND = "arctic"
+
+
+# ---------------------------------------------------------------------------
+# --arctic-* flags, generated from the ArcticConfig fields
+# ---------------------------------------------------------------------------
+
+
+def _flag(field_name: str) -> str:
+    return ARCTIC_PREFIX + field_name.replace("_", "-")
+
+
+def add_arctic_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sglang_arctic options")
+    for f in dataclasses.fields(ArcticConfig):
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if isinstance(f.default, bool):
+            group.add_argument(
+                _flag(f.name),
+                dest=f"arctic_{f.name}",
+                action=argparse.BooleanOptionalAction,
+                default=f.default,
+                help=help_text,
+            )
+        else:
+            group.add_argument(
+                _flag(f.name),
+                dest=f"arctic_{f.name}",
+                type=type(f.default),
+                default=f.default,
+                help=help_text,
+            )
+
+
+def split_arctic_args(argv: Sequence[str]) -> tuple[ArcticConfig, list[str]]:
+    """Parse the ``--arctic-*`` flags out of ``argv``; return the config and the rest.
+
+    Unknown ``--arctic-*`` flags stay in the rest, where SGLang's parser
+    rejects them as unrecognized arguments.
+    """
+    parser = argparse.ArgumentParser(prog="sglang_arctic.launch_server", add_help=False)
+    add_arctic_args(parser)
+    known, rest = parser.parse_known_args(list(argv))
+    values = {
+        f.name: getattr(known, f"arctic_{f.name}") for f in dataclasses.fields(ArcticConfig)
+    }
+    try:
+        config = ArcticConfig(**values).validate()
+    except ArcticConfigError as exc:
+        parser.error(str(exc))
+    return config, rest
+
+
+# ---------------------------------------------------------------------------
+# Defaults that depend on the machine
+# ---------------------------------------------------------------------------
+
+
+def _given(argv: Sequence[str], *flags: str) -> bool:
+    return any(a == f or a.startswith(f + "=") for a in argv for f in flags)
+
+
+def cuda_usable() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.device_count() > 0
+
+
+def cpu_defaults(argv: list[str], config: ArcticConfig) -> list[str]:
+    """SGLang's CPU engine plus the flags that make it start fast and serve well."""
+    os.environ["SGLANG_USE_CPU_ENGINE"] = "1"
+    extra: list[str] = []
+    if not _given(argv, "--device"):
+        extra += ["--device", "cpu"]
+    if not _given(argv, "--attention-backend"):
+        extra += ["--attention-backend", CPU_ATTENTION_BACKEND]
+    if not _given(argv, "--max-total-tokens"):
+        extra += ["--max-total-tokens", str(config.cpu_kv_tokens)]
+    return argv + extra
+
+
+def default_model_args(argv: list[str]) -> list[str]:
+    if _given(argv, "--model-path", "--model"):
+        return argv
+    from sglang_arctic.models.default_model import DefaultModelError, materialize
+
+    try:
+        path = materialize()
+    except DefaultModelError as exc:
+        raise SystemExit(f"sglang_arctic: {exc}") from exc
+    return argv + ["--model-path", str(path)]
+
+
+# ---------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------
+
+
+def print_help() -> None:
+    from sglang.srt.server_args import ServerArgs
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sglang_arctic.launch_server",
+        description="sglang_arctic server: every `sglang serve` flag plus --arctic-* flags. "
+        "With no --model-path it serves the embedded SmolLM2-135M-Instruct; with no GPU "
+        "it selects SGLang's CPU engine.",
+    )
+    ServerArgs.add_cli_args(parser)
+    add_arctic_args(parser)
+    parser.print_help()
+
+
+def build_argv(argv: Sequence[str]) -> tuple[ArcticConfig, list[str]]:
+    """The arctic config and the argv to hand to SGLang (no side effects but env)."""
+    config, rest = split_arctic_args(argv)
+    rest = default_model_args(rest)
+    if config.cpu_auto and not cuda_usable():
+        rest = cpu_defaults(rest, config)
+    return config, rest
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print_help()
+        return
+    config, sglang_argv = build_argv(argv)
+    export_config(config)
+
+    from sglang.launch_server import run_server
+    from sglang.srt.plugins import load_plugins
+    from sglang.srt.server_args import prepare_server_args
+    from sglang.srt.utils import kill_process_tree
+
+    load_plugins()
+    server_args = prepare_server_args(sglang_argv)
+    try:
+        run_server(server_args)
+    finally:
+        kill_process_tree(os.getpid(), include_parent=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""SGLang frontend DSL programs (`sgl.function` + `RuntimeEndpoint`) against our server.
+
+We run the programs that ship in the wheel (`sglang.test.test_programs`) where
+they fit a 135M model: the ones that check structure (regex, JSON, select,
+streaming, forks, min_tokens) rather than world knowledge. The knowledge
+checks (few-shot capitals, ReAct, calculator tool use) assert answers a
+135M model does not know; they are quality tests, not API tests.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sglang as sgl
+from sglang.test import test_programs as programs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def runtime_endpoint(base_url):
+    backend = sgl.RuntimeEndpoint(base_url)
+    previous = sgl.global_config.default_backend
+    sgl.set_default_backend(backend)
+    yield backend
+    sgl.global_config.default_backend = previous
+
+
+def test_select():
+    programs.test_select(check_answer=False)
+
+
+def test_decode_json_regex():
+    programs.test_decode_json_regex()
+
+
+def test_regex():
+    programs.test_regex()
+
+
+def test_dtype_gen():
+    programs.test_dtype_gen()
+
+
+def test_expert_answer():
+    programs.test_expert_answer(check_answer=False)
+
+
+def test_parallel_encoding():
+    programs.test_parallel_encoding(check_answer=False)
+
+
+def test_stream():
+    programs.test_stream()
+
+
+def test_stream_logprobs():
+    programs.test_stream_logprobs()
+
+
+def test_gen_min_new_tokens():
+    programs.test_gen_min_new_tokens()
+
+
+def test_own_program_is_coherent():
+    """A multi-turn chat program whose answer we can check with a 135M model."""
+
+    @sgl.function
+    def capital(s, country):
+        s += sgl.user(f"What is the capital of {country}? Answer in one word.")
+        s += sgl.assistant(sgl.gen("answer", max_tokens=16, temperature=0))
+
+    state = capital.run(country="France")
+    assert "Paris" in state["answer"], state["answer"]
+    assert len(state.messages()) == 3  # system (template default) + user + assistant

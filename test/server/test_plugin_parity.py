@@ -1,0 +1,99 @@
+"""With the plugin installed and no arctic feature switched on, `sglang serve`
+behaves exactly like vanilla SGLang.
+
+Two servers with the same flags: one with SGLang's plugin whitelist set so
+that no general plugin loads (vanilla), one with our plugin loaded (passive:
+plain `sglang serve`, no launcher config). Same greedy outputs, same resolved
+server arguments, and the same leniency SGLang has (our strict-field check
+belongs to our launcher, not to the plugin).
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from sglang_arctic.models.default_model import materialize
+from sglang_arctic.testing.server import VANILLA_LAUNCHER, launch
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):",
+    "List the planets of the solar system:",
+]
+# Flags that legitimately differ between two launches.
+VOLATILE_ARGS = {"port", "random_seed", "nccl_port", "dist_init_addr"}
+
+
+def _flags():
+    return [
+        "--model-path", str(materialize()),
+        "--device", "cpu",
+        "--attention-backend", "torch_native",
+        "--max-total-tokens", "16384",
+        # One request at a time through the same cache state: the comparison
+        # is about the plugin, not about batching numerics.
+        "--disable-radix-cache",
+    ]
+
+
+def _observe(handle):
+    url = handle.base_url
+    outputs = []
+    for prompt in PROMPTS:
+        resp = requests.post(
+            url + "/generate",
+            json={"text": prompt, "sampling_params": {"max_new_tokens": 24, "temperature": 0}},
+            timeout=120,
+        )
+        assert resp.status_code == 200, resp.text
+        outputs.append(resp.json()["output_ids"])
+    info = requests.get(url + "/get_server_info", timeout=30).json()
+    # Scalars only: the nested entries are live scheduler statistics.
+    args = {
+        k: v for k, v in info.items()
+        if k not in VOLATILE_ARGS and isinstance(v, (str, int, float, bool, type(None)))
+    }
+    lenient = requests.post(
+        url + "/generate",
+        json={"text": "hi", "not_a_field": 1, "sampling_params": {"max_new_tokens": 1}},
+        timeout=60,
+    ).status_code
+    return outputs, args, lenient
+
+
+@pytest.fixture(scope="module")
+def observations():
+    env = {"SGLANG_USE_CPU_ENGINE": "1"}
+    seen = {}
+    for name, plugins in (("vanilla", "none"), ("plugin", "sglang_arctic")):
+        handle = launch(_flags(), launcher=VANILLA_LAUNCHER, env=dict(env, SGLANG_PLUGINS=plugins))
+        try:
+            seen[name] = _observe(handle)
+            seen[name + "_log"] = handle.log_path.read_text(errors="replace")
+        finally:
+            handle.stop()
+    return seen
+
+
+def test_plugin_really_loaded_only_in_plugin_run(observations):
+    assert "Executed general plugin: sglang_arctic" in observations["plugin_log"]
+    assert "Executed general plugin: sglang_arctic" not in observations["vanilla_log"]
+
+
+def test_same_greedy_outputs(observations):
+    assert observations["plugin"][0] == observations["vanilla"][0]
+
+
+def test_same_resolved_server_args(observations):
+    vanilla_args, plugin_args = observations["vanilla"][1], observations["plugin"][1]
+    diff = {
+        k: (vanilla_args.get(k), plugin_args.get(k))
+        for k in set(vanilla_args) | set(plugin_args)
+        if vanilla_args.get(k) != plugin_args.get(k)
+    }
+    assert diff == {}
+
+
+def test_same_leniency_as_vanilla(observations):
+    assert observations["plugin"][2] == observations["vanilla"][2] == 200
