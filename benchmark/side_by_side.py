@@ -20,7 +20,8 @@ Systems
   vanilla  ``sglang serve --model-path M`` with SGLang's plugins switched off
            (``SGLANG_PLUGINS=none``). Without a usable GPU it also gets
            ``SGLANG_USE_CPU_ENGINE=1`` and, unless the flags given set them,
-           ``--device cpu --attention-backend torch_native --max-total-tokens 32768``.
+           ``--device cpu --attention-backend torch_native --max-total-tokens 32768
+           --sleep-on-idle`` (the same CPU defaults as our launcher, except the backend).
            Our CPU ``sgl_kernel`` import hook is not a plugin and stays active:
            vanilla SGLang cannot import its kernel package on CPU without it.
   arctic   ``python -m sglang_arctic.launch_server --model-path M`` with every plugin
@@ -134,9 +135,10 @@ def build_system(name: str, model_path: str, flags: list[str], cpu: bool) -> Sys
                 ("--device", "cpu"),
                 ("--attention-backend", "torch_native"),
                 ("--max-total-tokens", str(CPU_KV_TOKENS)),
+                ("--sleep-on-idle", None),
             ):
                 if not _given(argv, flag):
-                    argv += [flag, value]
+                    argv += [flag] if value is None else [flag, value]
         return SystemSpec(name, list(VANILLA_LAUNCHER), argv, env)
     if name == "arctic":
         # An empty whitelist loads every plugin, whatever the caller's environment says.

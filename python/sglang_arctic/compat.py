@@ -27,3 +27,22 @@ def check_sglang_version() -> None:
             f"{'sglang is not installed' if installed is None else f'sglang {installed} is installed'}. "
             f"Install the pinned version: pip install sglang=={EXPECTED_SGLANG_VERSION}"
         )
+
+
+# Set to a file path to have every process that loads the plugin append one
+# line "<pid> <process name>" to it. SGLang logs plugin loading at INFO before
+# its own logging is configured, so the log cannot show which processes really
+# ran the plugin; this can (the plugin-parity test uses it).
+PLUGIN_TRACE_ENV = "SGLANG_ARCTIC_PLUGIN_TRACE"
+
+
+def trace_plugin_load() -> None:
+    import os
+
+    path = os.environ.get(PLUGIN_TRACE_ENV)
+    if not path:
+        return
+    import multiprocessing
+
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"{os.getpid()} {multiprocessing.current_process().name}\n")

@@ -103,6 +103,11 @@ def cpu_defaults(argv: list[str], config: ArcticConfig) -> list[str]:
         extra += ["--attention-backend", CPU_ATTENTION_BACKEND]
     if not _given(argv, "--max-total-tokens"):
         extra += ["--max-total-tokens", str(config.cpu_kv_tokens)]
+    if not _given(argv, "--sleep-on-idle"):
+        # Without it an idle scheduler polls in a busy loop and holds a whole
+        # core; on a CPU server that core is the one the model needs. The
+        # sleep is a zmq poll, so a new request wakes it at once.
+        extra += ["--sleep-on-idle"]
     return argv + extra
 
 

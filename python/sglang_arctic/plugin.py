@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from sglang_arctic.compat import check_sglang_version
+from sglang_arctic.compat import check_sglang_version, trace_plugin_load
 from sglang_arctic.config import load_config
 
 
@@ -26,6 +26,7 @@ def _is_http_server_process() -> bool:
 
 def register() -> None:
     check_sglang_version()
+    trace_plugin_load()
     config = load_config()
 
     from sglang_arctic.attention import register_attention_backend

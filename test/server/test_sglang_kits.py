@@ -26,6 +26,18 @@ class TestBasicAPIContract(BasicAPIContractMixin, unittest.TestCase):
 
 @pytest.mark.usefixtures("bind_server")
 class TestMatchedStop(MatchedStopMixin, unittest.TestCase):
+    def test_finish_stop_str(self):
+        # The kit stops on "\n" and assumes the model writes a newline within
+        # 1000 tokens; the 135M model may write one endless paragraph instead
+        # (seen: 1000 tokens, no newline). The stop-string contract is the same
+        # with a string every English reply contains, matched mid-token.
+        self._run_completions_generation(
+            max_tokens=1000, stop="e", finish_reason="stop", matched_stop="e"
+        )
+        self._run_chat_completions_generation(
+            max_tokens=1000, stop="e", finish_reason="stop", matched_stop="e"
+        )
+
     def test_finish_stop_eos(self):
         # The kit hard-codes a Llama-3 prompt and EOS ids; SmolLM2 speaks ChatML
         # and its EOS is <|im_end|> (id 2).

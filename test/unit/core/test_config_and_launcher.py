@@ -68,7 +68,7 @@ def test_cpu_defaults_fill_only_what_the_user_did_not_set(monkeypatch):
     monkeypatch.delenv("SGLANG_USE_CPU_ENGINE", raising=False)
     argv = launch_server.cpu_defaults(["--attention-backend=torch_native"], ArcticConfig())
     assert argv == ["--attention-backend=torch_native", "--device", "cpu",
-                    "--max-total-tokens", "32768"]
+                    "--max-total-tokens", "32768", "--sleep-on-idle"]
     import os
 
     assert os.environ["SGLANG_USE_CPU_ENGINE"] == "1"
