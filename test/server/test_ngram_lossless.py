@@ -97,6 +97,7 @@ def runs(request):
         server = launch(flags, timeout=300)
         try:
             out[name] = _generate_all(server.base_url)
+            out[name + "_info"] = requests.get(server.base_url + "/get_server_info", timeout=30).json()
         finally:
             server.stop()
     return out
@@ -104,6 +105,16 @@ def runs(request):
 
 def _tokens(result: dict) -> list[int]:
     return [entry[1] for entry in result["meta_info"]["output_token_logprobs"]]
+
+
+def test_speculation_runs_through_our_backend_and_kernels(runs):
+    from sglang_arctic.attention import BACKEND_NAME
+
+    for name in ("spec", "ref"):
+        info = runs[name + "_info"]
+        assert info["device"] == "cpu" and info["attention_backend"] == BACKEND_NAME, info
+    assert runs["spec_info"]["speculative_algorithm"] == "NGRAM"
+    assert runs["ref_info"]["speculative_algorithm"] in (None, "NONE", "")
 
 
 def test_speculation_really_accepts_drafts(runs):
