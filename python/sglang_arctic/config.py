@@ -64,6 +64,56 @@ class ArcticConfig:
         },
     )
 
+    # -- SuffixDecoding (spec/suffix_algorithm.py) -------------------------
+    suffix_decoding: bool = field(
+        default=False,
+        metadata={
+            "help": "Speculate with SuffixDecoding: shorthand for "
+            "--speculative-algorithm ARCTIC_SUFFIX."
+        },
+    )
+    suffix_max_depth: int = field(
+        default=64,
+        metadata={"help": "SuffixDecoding: longest suffix (tokens) stored in a tree."},
+    )
+    suffix_max_cached_requests: int = field(
+        default=10000,
+        metadata={
+            "help": "SuffixDecoding: responses of past requests kept in the global "
+            "tree (FIFO eviction; 0 disables the global tree; < 0 unbounded)."
+        },
+    )
+    suffix_max_spec_tokens: int = field(
+        default=16,
+        metadata={
+            "help": "SuffixDecoding: most draft tokens per request and step; the "
+            "verify width is this + 1 unless --speculative-num-draft-tokens is given."
+        },
+    )
+    suffix_max_spec_factor: float = field(
+        default=1.0,
+        metadata={"help": "SuffixDecoding: draft budget per matched token (budget = "
+                  "floor(match_len * factor + offset))."},
+    )
+    suffix_max_spec_offset: float = field(
+        default=0.0,
+        metadata={"help": "SuffixDecoding: draft budget offset (see factor)."},
+    )
+    suffix_min_token_prob: float = field(
+        default=0.1,
+        metadata={"help": "SuffixDecoding: stop a draft path at a token whose estimated "
+                  "probability is below this."},
+    )
+    suffix_tree_spec: bool = field(
+        default=False,
+        metadata={"help": "SuffixDecoding: draft a tree (several branches) instead of one path."},
+    )
+    suffix_max_batch_size: int = field(
+        default=64,
+        metadata={"help": "SuffixDecoding: in larger decode batches only the first this "
+                  "many requests draft (speculation pays least when the batch is large)."},
+    )
+
     @classmethod
     def passive(cls) -> "ArcticConfig":
         """The config of a process not started by our launcher (plain `sglang serve`):
@@ -74,6 +124,25 @@ class ArcticConfig:
         if self.cpu_kv_tokens < 256:
             raise ArcticConfigError(
                 f"--arctic-cpu-kv-tokens must be >= 256, got {self.cpu_kv_tokens}"
+            )
+        positive = {
+            "suffix_max_depth": self.suffix_max_depth,
+            "suffix_max_spec_tokens": self.suffix_max_spec_tokens,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ArcticConfigError(f"--arctic-{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.suffix_max_spec_factor < 0:
+            raise ArcticConfigError(
+                f"--arctic-suffix-max-spec-factor must be >= 0, got {self.suffix_max_spec_factor}"
+            )
+        if not 0.0 <= self.suffix_min_token_prob <= 1.0:
+            raise ArcticConfigError(
+                f"--arctic-suffix-min-token-prob must be in [0, 1], got {self.suffix_min_token_prob}"
+            )
+        if self.suffix_max_batch_size < 0:
+            raise ArcticConfigError(
+                f"--arctic-suffix-max-batch-size must be >= 0, got {self.suffix_max_batch_size}"
             )
         return self
 
@@ -96,6 +165,8 @@ class ArcticConfig:
             raise ArcticConfigError(f"unknown arctic option(s) in {CONFIG_ENV}: {unknown}")
         for name, value in raw.items():
             expected = type(known[name].default)
+            if expected is float and type(value) is int:
+                raw[name] = value = float(value)  # JSON writes 1.0 as 1 in some tools
             if type(value) is not expected:
                 raise ArcticConfigError(
                     f"arctic option {name!r} must be {expected.__name__}, got {value!r}"

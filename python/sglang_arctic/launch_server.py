@@ -21,6 +21,7 @@ import sys
 from typing import Sequence
 
 from sglang_arctic.config import ArcticConfig, ArcticConfigError, export_config
+from sglang_arctic.spec.suffix_algorithm import speculative_args
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def print_help() -> None:
 def build_argv(argv: Sequence[str]) -> tuple[ArcticConfig, list[str]]:
     """The arctic config and the argv to hand to SGLang (no side effects but env)."""
     config, rest = split_arctic_args(argv)
+    rest = speculative_args(rest, config)
     rest = default_model_args(rest)
     if config.cpu_auto and not cuda_usable():
         rest = cpu_defaults(rest, config)

@@ -33,6 +33,10 @@ def register() -> None:
 
     register_attention_backend()
 
+    from sglang_arctic.spec.suffix_algorithm import register_suffix_algorithm
+
+    register_suffix_algorithm()
+
     if config.reject_unknown_fields and _is_http_server_process():
         from sglang_arctic import api
 

@@ -103,3 +103,15 @@ def test_version_mismatch_stops_with_both_versions(monkeypatch):
 
 def test_installed_version_is_the_pinned_one():
     compat.check_sglang_version()
+
+
+def test_every_arctic_flag_is_documented():
+    import dataclasses
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[3] / "docs" / "configuration.md").read_text()
+    missing = [
+        f.name for f in dataclasses.fields(ArcticConfig)
+        if "--arctic-" + f.name.replace("_", "-") not in doc
+    ]
+    assert missing == []
