@@ -39,3 +39,22 @@ def ragged_segments(
     j = torch.arange(total, dtype=_LONG, device=lens.device) - seg_first[row]
     out_first = torch.cumsum(lens, 0) - lens  # where row b begins in the output
     return row, start[row] + j, out_first[row] + j
+
+
+def pool_slot_segments(
+    req_pool_indices: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+    pool_len: int,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """For the ranges ``[start[b], end[b])`` of request rows ``req_pool_indices[b]``:
+    the flat (row-major) index of every element in ``req_to_token`` and its
+    position in the packed output (see ``ragged_segments``). Flat indices are
+    the kernels' ``req_to_token + req * pool_len + col`` pointer arithmetic,
+    for ``torch.take`` / ``Tensor.put_``."""
+    bs = req_pool_indices.numel()
+    seg = ragged_segments(start[:bs], end[:bs])
+    if seg is None:
+        return None
+    row, col, out_pos = seg
+    return as_long(req_pool_indices)[row] * int(pool_len) + col, out_pos

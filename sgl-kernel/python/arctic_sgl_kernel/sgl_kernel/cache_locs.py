@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import as_long, ragged_segments
+from ._common import as_long, pool_slot_segments
 
 __all__ = ["assign_extend_cache_locs_cpu", "assign_draft_cache_locs_contiguous_cpu"]
 
@@ -40,13 +40,10 @@ def assign_extend_cache_locs_cpu(
     out_cache_loc: torch.Tensor,
     pool_len: int,
 ) -> None:
-    bs = req_pool_indices.numel()
-    seg = ragged_segments(start_offset[:bs], end_offset[:bs])
+    seg = pool_slot_segments(req_pool_indices, start_offset, end_offset, pool_len)
     if seg is None:
         return
-    row, col, out_pos = seg
-    src = as_long(req_pool_indices)[row] * int(pool_len) + col
-    # take/put_ index as if flattened row-major: the kernel's pointer arithmetic.
+    src, out_pos = seg
     values = torch.take(req_to_token, src)
     out_cache_loc.put_(out_pos, values.to(out_cache_loc.dtype))
 

@@ -28,7 +28,7 @@ import ctypes
 
 import torch
 
-from ._common import as_long, ragged_segments
+from ._common import as_long, pool_slot_segments
 
 __all__ = ["copy_all_layer_kv_cache_cpu", "assign_req_to_token_pool_cpu"]
 
@@ -93,13 +93,9 @@ def assign_req_to_token_pool_cpu(
     out_cache_loc: torch.Tensor,
     pool_len: int,
 ) -> None:
-    bs = req_pool_indices.numel()
-    seg = ragged_segments(start_offset[:bs], end_offset[:bs])
+    seg = pool_slot_segments(req_pool_indices, start_offset, end_offset, pool_len)
     if seg is None:
         return
-    row, col, out_pos = seg
-    dst = as_long(req_pool_indices)[row] * int(pool_len) + col
+    dst, out_pos = seg
     values = torch.take(out_cache_loc, out_pos)
-    # put_ indexes req_to_token as if flattened row-major, like the kernel's
-    # ``req_to_token + req * pool_len + col`` pointer arithmetic.
     req_to_token.put_(dst, values.to(req_to_token.dtype))
