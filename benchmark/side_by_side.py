@@ -27,6 +27,8 @@ Systems
   arctic   ``python -m sglang_arctic.launch_server --model-path M`` with every plugin
            allowed (``SGLANG_PLUGINS=""``). On CPU its own defaults are
            ``--device cpu --attention-backend arctic --max-total-tokens 32768``.
+  ngram    arctic with SGLang's own ``--speculative-algorithm NGRAM``.
+  suffix   arctic with SuffixDecoding (``--arctic-suffix-decoding``).
 Flags: ``--common-flags`` go to every system, ``--<system>-flags`` to one.
 
 Workload
@@ -140,13 +142,22 @@ def build_system(name: str, model_path: str, flags: list[str], cpu: bool) -> Sys
                 if not _given(argv, flag):
                     argv += [flag] if value is None else [flag, value]
         return SystemSpec(name, list(VANILLA_LAUNCHER), argv, env)
-    if name == "arctic":
+    if name in ARCTIC_SYSTEM_FLAGS:
         # An empty whitelist loads every plugin, whatever the caller's environment says.
+        argv += [f for f in ARCTIC_SYSTEM_FLAGS[name] if not _given(argv, f)]
         return SystemSpec(name, list(ARCTIC_LAUNCHER), argv, {"SGLANG_PLUGINS": ""})
     raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
 
 
-SYSTEMS = ("vanilla", "arctic")
+# sglang_arctic systems: our launcher plus these flags.
+ARCTIC_SYSTEM_FLAGS: dict[str, list[str]] = {
+    "arctic": [],
+    # SGLang's own NGRAM drafter (on CPU it verifies through our backend).
+    "ngram": ["--speculative-algorithm", "NGRAM"],
+    # SuffixDecoding (issue 5).
+    "suffix": ["--arctic-suffix-decoding"],
+}
+SYSTEMS = ("vanilla", *ARCTIC_SYSTEM_FLAGS)
 
 
 def pick_port(lo: int = PORT_RANGE[0], hi: int = PORT_RANGE[1]) -> int:
@@ -264,19 +275,20 @@ class RequestResult:
     cached_tokens: int | None = None
     chunks: int = 0
     finish_reason: Any = None
+    spec_verify_ct: int | None = None  # verify steps (speculative systems only)
 
 
-def _sampling_params(max_new_tokens: int) -> dict[str, Any]:
-    return {"temperature": 0, "max_new_tokens": max_new_tokens, "ignore_eos": True}
+def _sampling_params(max_new_tokens: int, ignore_eos: bool = True) -> dict[str, Any]:
+    return {"temperature": 0, "max_new_tokens": max_new_tokens, "ignore_eos": ignore_eos}
 
 
 async def send_request(session, base_url: str, prompt: D.Prompt, max_new_tokens: int,
-                       t_level: float) -> RequestResult:
+                       t_level: float, ignore_eos: bool = True) -> RequestResult:
     """POST one streaming /generate request and time it. Never raises: errors are recorded."""
     import aiohttp
 
     result = RequestResult(prompt.id, prompt.prompt_tokens, max_new_tokens)
-    payload = {"text": prompt.text, "sampling_params": _sampling_params(max_new_tokens),
+    payload = {"text": prompt.text, "sampling_params": _sampling_params(max_new_tokens, ignore_eos),
                "stream": True}
     t0 = time.perf_counter()
     result.start_s = t0 - t_level
@@ -328,6 +340,7 @@ async def send_request(session, base_url: str, prompt: D.Prompt, max_new_tokens:
     result.completion_tokens = int(meta.get("completion_tokens") or 0)
     result.server_prompt_tokens = meta.get("prompt_tokens")
     result.cached_tokens = meta.get("cached_tokens")
+    result.spec_verify_ct = meta.get("spec_verify_ct")
     reason = result.finish_reason.get("type") if isinstance(result.finish_reason, dict) else None
     if reason == "abort":
         result.error = f"aborted by the server: {json.dumps(result.finish_reason)[:300]}"
@@ -344,7 +357,8 @@ async def send_request(session, base_url: str, prompt: D.Prompt, max_new_tokens:
 
 
 async def run_level(base_url: str, label: str, prompts: Sequence[D.Prompt], concurrency: int,
-                    request_timeout: float, max_new_tokens: Sequence[int]) -> tuple[float, list[RequestResult]]:
+                    request_timeout: float, max_new_tokens: Sequence[int],
+                    ignore_eos: bool = True) -> tuple[float, list[RequestResult]]:
     """Closed loop: ``concurrency`` clients share the prompt list in order."""
     import aiohttp
 
@@ -365,7 +379,8 @@ async def run_level(base_url: str, label: str, prompts: Sequence[D.Prompt], conc
                     i = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                r = await send_request(session, base_url, prompts[i], max_new_tokens[i], t_level)
+                r = await send_request(session, base_url, prompts[i], max_new_tokens[i], t_level,
+                                       ignore_eos)
                 results[i] = r
                 counts["done"] += 1
                 counts["failed"] += not r.ok
@@ -415,6 +430,8 @@ class LevelSummary:
     ttft_p50_ms: float
     ttft_p99_ms: float
     tpot_mean_ms: float
+    # output tokens per verify step over the speculative requests; nan without speculation
+    accept_length: float = math.nan
 
 
 def summarize(concurrency: int, duration: float, results: Sequence[RequestResult]) -> LevelSummary:
@@ -422,6 +439,8 @@ def summarize(concurrency: int, duration: float, results: Sequence[RequestResult
     ttft = [r.ttft_s * 1e3 for r in ok]
     tpot = [r.tpot_s * 1e3 for r in ok if r.tpot_s is not None]
     out_tokens = sum(r.completion_tokens for r in ok)
+    spec = [r for r in ok if r.spec_verify_ct]
+    verify_steps = sum(r.spec_verify_ct for r in spec)
     return LevelSummary(
         concurrency=concurrency,
         requests=len(results),
@@ -435,6 +454,7 @@ def summarize(concurrency: int, duration: float, results: Sequence[RequestResult
         ttft_p50_ms=percentile(ttft, 50),
         ttft_p99_ms=percentile(ttft, 99),
         tpot_mean_ms=_mean(tpot),
+        accept_length=sum(r.completion_tokens for r in spec) / verify_steps if verify_steps else math.nan,
     )
 
 
@@ -476,6 +496,7 @@ METRICS = [  # (field, column title, digits)
     ("ttft_p50_ms", "p50 TTFT ms", 0),
     ("ttft_p99_ms", "p99 TTFT ms", 0),
     ("tpot_mean_ms", "mean TPOT ms", 1),
+    ("accept_length", "accept len", 2),
 ]
 
 
@@ -584,11 +605,14 @@ def markdown_report(meta: dict[str, Any], runs: Sequence[SystemRun], baseline: s
         f"- Model: `{meta['model_path']}`",
         f"- Workload: {wl['dataset']} (seed {wl['seed']}), {wl['prompt_tokens_range']} prompt tokens"
         f"{', chat template' if wl['chat_template'] else ', no chat template'}; "
-        f"max_new_tokens = recorded reply length capped at {wl['max_tokens']}; "
+        f"max_new_tokens = recorded reply length (where the dataset has one) capped at {wl['max_tokens']}; "
         f"mean {wl['mean_prompt_tokens']:.0f} prompt / {wl['mean_output_tokens']:.0f} output tokens; "
         f"prompts per concurrency level: {wl['prompts_per_level']} (a fresh slice per level)",
-        "- Requests: native `/generate`, streaming, `temperature=0`, `ignore_eos=true` "
-        "(every system generates exactly max_new_tokens), closed loop with `concurrency` clients, "
+        "- Requests: native `/generate`, streaming, `temperature=0`, "
+        + ("`ignore_eos=true` (every system generates exactly max_new_tokens)"
+           if wl.get("ignore_eos", True) else
+           "`ignore_eos=false` (generation stops at the end of turn or max_new_tokens)")
+        + ", closed loop with `concurrency` clients, "
         f"{wl['warmup']} warm-up request(s) per server",
         "",
         "## Systems",
@@ -684,6 +708,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-prompt-tokens", type=int, default=1024)
     p.add_argument("--max-tokens", type=int, default=256,
                    help="cap on max_new_tokens (default: %(default)s); requests get the recorded reply length")
+    p.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=True,
+                   help="generate exactly max_new_tokens (default); --no-ignore-eos stops at the "
+                   "model's end of turn, as real traffic does (use it for speculation, whose "
+                   "acceptance depends on what the model really writes)")
     p.add_argument("--no-chat-template", action="store_true",
                    help="send the raw user message instead of the chat-template rendering")
     p.add_argument("--warmup", type=int, default=1, help="warm-up requests per server (default: %(default)s)")
@@ -711,7 +739,8 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 async def _bench_server(run: SystemRun, base_url: str, warmups: Sequence[D.Prompt],
-                        slices: Sequence[tuple[int, list[D.Prompt]]], request_timeout: float) -> None:
+                        slices: Sequence[tuple[int, list[D.Prompt]]], request_timeout: float,
+                        ignore_eos: bool = True) -> None:
     if warmups:
         log(f"{run.name}: {len(warmups)} warm-up request(s)")
         _, run.warmup = await run_level(
@@ -723,7 +752,8 @@ async def _bench_server(run: SystemRun, base_url: str, warmups: Sequence[D.Promp
         log(f"{label}: {len(prompts)} requests, "
             f"{sum(p.output_tokens for p in prompts)} output tokens in all")
         duration, results = await run_level(
-            base_url, label, prompts, concurrency, request_timeout, [p.output_tokens for p in prompts]
+            base_url, label, prompts, concurrency, request_timeout, [p.output_tokens for p in prompts],
+            ignore_eos,
         )
         summary = summarize(concurrency, duration, results)
         run.levels.append(summary)
@@ -805,7 +835,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 run.server_version = _server_version(handle.base_url)
                 run.load_start = _loadavg()
-                asyncio.run(_bench_server(run, handle.base_url, warmups, slices, args.request_timeout))
+                asyncio.run(_bench_server(run, handle.base_url, warmups, slices, args.request_timeout,
+                                          args.ignore_eos))
                 run.load_end = _loadavg()
             finally:
                 log(f"{name}: stopping the server")
@@ -829,12 +860,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "prompt_tokens_range": f"{args.min_prompt_tokens}..{args.max_prompt_tokens}",
             "chat_template": not args.no_chat_template,
             "max_tokens": args.max_tokens,
+            "ignore_eos": args.ignore_eos,
             "concurrency": args.concurrency,
             "prompts_per_level": per_level,
             "warmup": args.warmup,
             "mean_prompt_tokens": _mean([p.prompt_tokens for p in rest]),
             "mean_output_tokens": _mean([p.output_tokens for p in rest]),
-            "sampling_params": _sampling_params(0) | {"max_new_tokens": "per prompt"},
+            "sampling_params": _sampling_params(0, args.ignore_eos) | {"max_new_tokens": "per prompt"},
         },
         "baseline": args.baseline,
     }
