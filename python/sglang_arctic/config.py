@@ -90,6 +90,13 @@ class ArcticConfig:
             "verify width is this + 1 unless --speculative-num-draft-tokens is given."
         },
     )
+    suffix_max_spec_tokens_cpu: int = field(
+        default=5,
+        metadata={
+            "help": "SuffixDecoding on CPU: the same, smaller because a CPU pays for "
+            "every verified position (padding included) at every step."
+        },
+    )
     suffix_max_spec_factor: float = field(
         default=1.0,
         metadata={"help": "SuffixDecoding: draft budget per matched token (budget = "
@@ -128,6 +135,7 @@ class ArcticConfig:
         positive = {
             "suffix_max_depth": self.suffix_max_depth,
             "suffix_max_spec_tokens": self.suffix_max_spec_tokens,
+            "suffix_max_spec_tokens_cpu": self.suffix_max_spec_tokens_cpu,
         }
         for name, value in positive.items():
             if value < 1:

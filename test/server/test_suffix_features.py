@@ -25,8 +25,8 @@ def suffix_url():
     # SGLang folds acceptance into its server-wide totals when it logs decode
     # stats (every --decode-log-interval steps, default 40); log more often so
     # the short requests here reach /server_info.
-    server = launch(["--arctic-suffix-decoding", "--speculative-num-draft-tokens", "9",
-                     "--decode-log-interval", "5"], timeout=300)
+    # Default verify width (the CPU default); the lossless test uses another.
+    server = launch(["--arctic-suffix-decoding", "--decode-log-interval", "5"], timeout=300)
     yield server.base_url
     assert server.alive(), server.log_tail()
     server.stop()
