@@ -129,8 +129,7 @@ class SuffixDraftSource:
                 self.cache.stop_request(rid)
 
     def reset(self) -> None:
-        for rid in list(self._tokens_in_tree):
-            self.cache.stop_request(rid)
+        # A fresh cache drops every tree; nothing to stop one by one.
         self._tokens_in_tree.clear()
         self.cache = type(self.cache)(
             max_depth=self.params.max_depth,
@@ -311,15 +310,13 @@ def speculative_args(argv: list[str], config: ArcticConfig) -> list[str]:
     """``--arctic-suffix-decoding`` as SGLang's own flag."""
     if not config.suffix_decoding:
         return argv
-    for i, a in enumerate(argv):
-        value = a.split("=", 1)[1] if a.startswith("--speculative-algorithm=") else (
-            argv[i + 1] if a == "--speculative-algorithm" and i + 1 < len(argv) else None
+    flag = "--speculative-algorithm"
+    given = [a.split("=", 1)[1] for a in argv if a.startswith(flag + "=")]
+    given += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
+    if not given:
+        return argv + [flag, ALGORITHM_NAME]
+    if any(v.upper() != ALGORITHM_NAME for v in given):
+        raise SystemExit(
+            f"sglang_arctic: --arctic-suffix-decoding conflicts with {flag} {given[0]}"
         )
-        if value is not None and value.upper() != ALGORITHM_NAME:
-            raise SystemExit(
-                f"sglang_arctic: --arctic-suffix-decoding conflicts with "
-                f"--speculative-algorithm {value}"
-            )
-        if value is not None:
-            return argv
-    return argv + ["--speculative-algorithm", ALGORITHM_NAME]
+    return argv
