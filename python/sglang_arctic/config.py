@@ -97,6 +97,14 @@ class ArcticConfig:
             "every verified position (padding included) at every step."
         },
     )
+    suffix_adaptive_width: bool = field(
+        default=True,
+        metadata={
+            "help": "SuffixDecoding: choose each step's verify width (1 .. the maximum) "
+            "from the drafts' estimated acceptance and the measured cost per verified "
+            "token; off: always verify the maximum width."
+        },
+    )
     suffix_max_spec_factor: float = field(
         default=1.0,
         metadata={"help": "SuffixDecoding: draft budget per matched token (budget = "

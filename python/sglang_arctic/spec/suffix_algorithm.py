@@ -5,11 +5,17 @@ turns a (tokens, tree mask) draft per request into a TARGET_VERIFY batch,
 verifies it with SGLang's tree-verify path (greedy and sampled), and commits
 the accepted tokens. ARCTIC_SUFFIX is that worker with a different draft
 source, so the algorithm registers as NGRAM-like (``is_ngram()``) and the
-worker overrides only the two draft-source methods:
+worker overrides the draft-source methods and wraps one step:
 
-* ``_prepare_draft_tokens``: bring each request's suffix tree up to date with
-  the tokens it has committed, then ask ``SuffixCache.speculate`` for a draft
-  and pack it into NGRAM's layout;
+* ``forward_batch_generation`` (decode steps): bring each request's suffix
+  tree up to date with the tokens it has committed, ask
+  ``SuffixCache.speculate`` for its draft, let ``VerifyWidthPolicy`` choose
+  this step's verify width from the drafts' estimated acceptance and the
+  measured cost per verified token (``spec/verify_width.py``), run the base
+  step at that width, then feed the policy what was accepted and how long
+  the step took;
+* ``_prepare_draft_tokens``: pack the step's drafts into NGRAM's layout at
+  that width;
 * ``_update_ngram_corpus``: nothing to do (the trees are updated from the
   committed tokens at the next draft, which sees them all).
 
@@ -28,12 +34,14 @@ never correctness.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Hashable, Sequence
 
 import numpy as np
 
 from sglang_arctic.config import ArcticConfig, load_config
+from sglang_arctic.spec.verify_width import VerifyWidthPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +61,7 @@ class SuffixSpecParams:
     min_token_prob: float
     tree_spec: bool
     max_batch_size: int
+    adaptive_width: bool
 
     @classmethod
     def from_config(cls, config: ArcticConfig) -> "SuffixSpecParams":
@@ -64,6 +73,7 @@ class SuffixSpecParams:
             min_token_prob=config.suffix_min_token_prob,
             tree_spec=config.suffix_tree_spec,
             max_batch_size=config.suffix_max_batch_size,
+            adaptive_width=config.suffix_adaptive_width,
         )
 
 
@@ -150,8 +160,9 @@ class SuffixDraftSource:
             self.cache.add_active_response(rid, list(output[seen:]))
         self._tokens_in_tree[rid] = len(output)
 
-    def draft(self, rid: Hashable, prompt: Sequence[int], output: Sequence[int],
-              may_draft: bool) -> tuple[np.ndarray, np.ndarray]:
+    def propose(self, rid: Hashable, prompt: Sequence[int], output: Sequence[int],
+                may_draft: bool) -> ProposedDraft:
+        """Bring the request's tree up to date and draft after its last token."""
         self._sync_request(rid, prompt, output)
         depth = self.params.max_depth
         tail = list(output[-depth:])
@@ -161,19 +172,38 @@ class SuffixDraftSource:
         # and every accepted token must still fit the model's context.
         room = self.max_context_len - (len(prompt) + len(output)) - 1
         budget = min(self.width - 1, max(room, 0))
-        token_ids: list[int] = []
-        parents: list[int] = []
-        if may_draft and budget > 0 and len(tail) > 1:
-            d = self.cache.speculate(
-                rid, tail,
-                max_spec_tokens=budget,
-                factor=self.params.max_spec_factor,
-                offset=self.params.max_spec_offset,
-                min_token_prob=self.params.min_token_prob,
-                use_tree=self.params.tree_spec,
-            )
-            token_ids, parents = d.token_ids, d.parents
-        return pack_draft(tail[-1], token_ids, parents, self.width)
+        if not (may_draft and budget > 0 and len(tail) > 1):
+            return ProposedDraft(tail[-1], [], [], [])
+        d = self.cache.speculate(
+            rid, tail,
+            max_spec_tokens=budget,
+            factor=self.params.max_spec_factor,
+            offset=self.params.max_spec_offset,
+            min_token_prob=self.params.min_token_prob,
+            use_tree=self.params.tree_spec,
+        )
+        return ProposedDraft(tail[-1], d.token_ids, d.parents, d.probs)
+
+    def draft(self, rid: Hashable, prompt: Sequence[int], output: Sequence[int],
+              may_draft: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``propose`` packed at the full width."""
+        return self.propose(rid, prompt, output, may_draft).pack(self.width)
+
+
+@dataclass(frozen=True)
+class ProposedDraft:
+    """One request's draft before the step's width is known."""
+
+    last_token: int
+    token_ids: list[int]
+    parents: list[int]
+    probs: list[float]
+
+    def pack(self, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """NGRAM's layout at ``width``; drafts are ordered parents first, so
+        keeping the first ``width - 1`` tokens keeps a valid (sub)tree."""
+        k = min(len(self.token_ids), width - 1)
+        return pack_draft(self.last_token, self.token_ids[:k], self.parents[:k], width)
 
 
 # ---------------------------------------------------------------------------
@@ -186,20 +216,40 @@ def _worker_class():
     from sglang.srt.speculative.ngram_worker import NGRAMWorker
 
     class SuffixDecodingWorker(NGRAMWorker):
-        """NGRAM's worker with suffix trees as the draft source."""
+        """NGRAM's worker with suffix trees as the draft source and a verify
+        width chosen per step (``VerifyWidthPolicy``).
+
+        The base worker reads the width from ``self.draft_token_num`` (and
+        ``speculative_num_draft_tokens``) during a step and slices its
+        preallocated buffers per batch size; a step narrower than the maximum
+        sets both for its duration and re-slices those buffers. Its result
+        carries the width as its output stride, which is what SGLang's result
+        processor reads; the next-draft input is padded back to the maximum
+        so that batches of different steps still merge and filter.
+        """
 
         def __init__(self, server_args, gpu_id, nccl_port, target_worker):
             super().__init__(server_args, gpu_id, nccl_port, target_worker)
             params = SuffixSpecParams.from_config(load_config())
+            self.max_verify_width = self.draft_token_num
             self.ngram_corpus = SuffixDraftSource(
                 params,
-                width=self.draft_token_num,
+                width=self.max_verify_width,
                 max_context_len=self.model_runner.model_config.context_len,
             )
-            logger.info("ARCTIC_SUFFIX speculation: %s, verify width %d",
-                        params, self.draft_token_num)
+            self.width_policy = VerifyWidthPolicy(
+                max_width=self.max_verify_width, adaptive=params.adaptive_width
+            )
+            self._step_drafts: list[ProposedDraft] | None = None
+            self._last_verify_end: float | None = None
+            logger.info("ARCTIC_SUFFIX speculation: %s, verify width up to %d",
+                        params, self.max_verify_width)
 
-        def _prepare_draft_tokens(self, batch):
+        def forward_batch_generation(self, batch, on_publish=None, pp_proxy_tensors=None):
+            forward = super().forward_batch_generation
+            if not batch.forward_mode.is_decode():
+                self._last_verify_end = None
+                return forward(batch, on_publish=on_publish, pp_proxy_tensors=pp_proxy_tensors)
             if self.enable_overlap:
                 raise RuntimeError(
                     f"{ALGORITHM_NAME} runs without overlap scheduling; "
@@ -207,15 +257,55 @@ def _worker_class():
                 )
             source: SuffixDraftSource = self.ngram_corpus
             limit = source.params.max_batch_size
-            tokens, masks = [], []
-            for i, req in enumerate(batch.reqs):
-                t, m = source.draft(
-                    req.rid, req.origin_input_ids_unpadded, req.output_ids,
-                    may_draft=i < limit,
-                )
-                tokens.append(t)
-                masks.append(m.reshape(-1))
-            return np.concatenate(tokens), np.concatenate(masks)
+            drafts = [
+                source.propose(req.rid, req.origin_input_ids_unpadded, req.output_ids,
+                               may_draft=i < limit)
+                for i, req in enumerate(batch.reqs)
+            ]
+            probs = [d.probs for d in drafts]
+            width = self.width_policy.choose(probs)
+            self._use_verify_width(len(batch.reqs), width)
+            self._step_drafts = drafts
+            try:
+                result = forward(batch, on_publish=on_publish, pp_proxy_tensors=pp_proxy_tensors)
+            finally:
+                self._step_drafts = None
+                self.draft_token_num = self.speculative_num_draft_tokens = self.max_verify_width
+            accepted = int(result.accept_lens.sum().item()) - len(batch.reqs)
+            now = time.perf_counter()
+            # Verify step to verify step: the scheduler's own work per step is
+            # part of what a wider step must pay for.
+            seconds = None if self._last_verify_end is None else now - self._last_verify_end
+            self.width_policy.observe(probs, width, accepted, seconds)
+            self._last_verify_end = now
+            self._pad_next_draft_input(result.next_draft_input, len(batch.reqs), width)
+            return result
+
+        def _use_verify_width(self, bs: int, width: int) -> None:
+            self.draft_token_num = self.speculative_num_draft_tokens = width
+            self.draft_tokens_batch[bs] = self.draft_tokens[: bs * width]
+            self.positions_batch[bs] = self.positions[: bs * width]
+            self.tree_mask_batch[bs] = self.tree_mask[: bs * width * width]
+            for name in ("retrieve_indexes", "retrieve_next_token", "retrieve_next_sibling"):
+                flat = getattr(self, name).view(-1)
+                getattr(self, name + "_batch")[bs] = flat[: bs * width].view(bs, width)
+
+        def _pad_next_draft_input(self, spec_input, bs: int, width: int) -> None:
+            if width == self.max_verify_width or spec_input.accept_tokens is None:
+                return
+            narrow = spec_input.accept_tokens.view(bs, width)
+            padded = narrow.new_zeros((bs, self.max_verify_width))
+            padded[:, :width] = narrow
+            spec_input.accept_tokens = padded.flatten()
+            spec_input.draft_token_num = self.max_verify_width
+            spec_input.num_tokens_per_req = self.max_verify_width
+            spec_input.num_tokens_for_logprob_per_req = self.max_verify_width
+
+        def _prepare_draft_tokens(self, batch):
+            width = self.draft_token_num
+            packed = [d.pack(width) for d in self._step_drafts]
+            return (np.concatenate([t for t, _ in packed]),
+                    np.concatenate([m.reshape(-1) for _, m in packed]))
 
         def _update_ngram_corpus(self, batch):
             # The trees catch up from req.output_ids at the next draft.
