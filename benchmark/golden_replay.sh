@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
-peer=benchmark/.peer
+peer="$PWD/benchmark/.peer"  # absolute: the build runs cmake from its own folder
 version="${ARCTIC_INFERENCE_VERSION:-0.3.0}"
 out=benchmark/results/golden
 mkdir -p "$out"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Hashable, Sequence
 
 try:
-    from arctic_sgl_kernel._suffix_tree import SuffixTree
+    from arctic_sgl_kernel._suffix_tree import SuffixTree, speculate_best
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError(
         "arctic_sgl_kernel._suffix_tree is missing: reinstall sglang-arctic with "
@@ -62,16 +62,6 @@ def _int_list(token_ids: Sequence[int]) -> list[int]:
     # numpy arrays and torch tensors convert in one call; lists pass through.
     to_list = getattr(token_ids, "tolist", None)
     return to_list() if to_list is not None else list(token_ids)
-
-
-def _draft_from_native(native) -> SuffixDraft:
-    return SuffixDraft(
-        token_ids=native.token_ids,
-        parents=native.parents,
-        probs=native.probs,
-        score=native.score,
-        match_len=native.match_len,
-    )
 
 
 class SuffixCache:
@@ -199,14 +189,11 @@ class SuffixCache:
         if max_spec_tokens < 0:
             raise ValueError(f"max_spec_tokens must be >= 0, got {max_spec_tokens}")
         tree = self._active_tree(req_id)
-        context = _int_list(context_ids[-self._max_depth :])
-        args = (context, max_spec_tokens, factor, offset, min_token_prob, use_tree)
-        best = tree.speculate(*args)
-        if self._max_cached_requests != 0:
-            candidate = self._global_tree.speculate(*args)
-            if candidate.score > best.score:
-                best = candidate
-        return _draft_from_native(best)
+        global_tree = self._global_tree if self._max_cached_requests != 0 else None
+        return SuffixDraft(*speculate_best(
+            tree, global_tree, _int_list(context_ids[-self._max_depth :]),
+            max_spec_tokens, factor, offset, min_token_prob, use_tree,
+        ))
 
     def check_integrity(self) -> None:
         """Raise AssertionError naming the first broken invariant of any tree."""

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <vector>
 
 #include "suffix_tree.h"
 
@@ -51,4 +52,27 @@ PYBIND11_MODULE(_suffix_tree, m) {
         .def("check_integrity", &SuffixTree::check_integrity,
              "Empty string if all invariants hold, else the first violation found.")
         .def("estimate_memory", &SuffixTree::estimate_memory, "Approximate bytes held.");
+
+    // SuffixCache's hot path in one call: the context is converted once and
+    // only the winning draft becomes Python objects.
+    m.def(
+        "speculate_best",
+        [](const SuffixTree& request_tree, const SuffixTree* global_tree,
+           const std::vector<int32_t>& context, int32_t max_spec_tokens, double max_spec_factor,
+           double max_spec_offset, double min_token_prob, bool use_tree_spec) {
+            Draft best = request_tree.speculate(context, max_spec_tokens, max_spec_factor,
+                                                max_spec_offset, min_token_prob, use_tree_spec);
+            if (global_tree != nullptr) {
+                Draft other = global_tree->speculate(context, max_spec_tokens, max_spec_factor,
+                                                     max_spec_offset, min_token_prob, use_tree_spec);
+                if (other.score > best.score) best = std::move(other);
+            }
+            return py::make_tuple(best.token_ids, best.parents, best.probs, best.score,
+                                  best.match_len);
+        },
+        py::arg("request_tree"), py::arg("global_tree").none(true), py::arg("context"),
+        py::arg("max_spec_tokens"), py::arg("max_spec_factor"), py::arg("max_spec_offset"),
+        py::arg("min_token_prob"), py::arg("use_tree_spec"),
+        "The request tree's draft, or the global tree's (None: skipped) when it scores "
+        "strictly higher, as (token_ids, parents, probs, score, match_len).");
 }

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <queue>
 #include <stdexcept>
 #include <unordered_set>
 #include <utility>
@@ -504,7 +503,10 @@ Draft SuffixTree::speculate(const std::vector<int32_t>& context, int32_t max_spe
     const int32_t len = static_cast<int32_t>(
         std::min<size_t>(context.size(), static_cast<size_t>(max_depth_)));
     const int32_t* window = context.data() + (context.size() - len);
+    // One scratch draft, swapped with the best when it wins: buffers are
+    // reused across match lengths instead of allocated for each.
     Draft best;
+    Draft draft;
     for (int32_t match_len = 1; match_len < len; ++match_len) {
         const Node* node = nullptr;
         int32_t offset = 0;
@@ -516,7 +518,10 @@ Draft SuffixTree::speculate(const std::vector<int32_t>& context, int32_t max_spe
                                : raw >= static_cast<double>(max_spec_tokens)
                                    ? max_spec_tokens
                                    : static_cast<int32_t>(raw);
-        Draft draft;
+        draft.token_ids.clear();
+        draft.parents.clear();
+        draft.probs.clear();
+        draft.score = 0.0;
         if (budget > 0) {
             if (use_tree_spec) {
                 speculate_tree(node, offset, budget, min_token_prob, &draft);
@@ -525,7 +530,7 @@ Draft SuffixTree::speculate(const std::vector<int32_t>& context, int32_t max_spe
             }
         }
         if (draft.score >= best.score) {
-            best = std::move(draft);
+            std::swap(best, draft);
             best.match_len = match_len;
         }
     }
@@ -576,25 +581,33 @@ struct LowerPriority {
 // Best-first expansion: always draft the most probable pending token.
 void SuffixTree::speculate_tree(const Node* node, int32_t offset, int32_t budget,
                                 double min_token_prob, Draft* draft) const {
-    std::priority_queue<Candidate, std::vector<Candidate>, LowerPriority> heap;
+    // A binary heap (most probable on top) in storage reused across calls.
+    thread_local std::vector<Candidate> heap;
+    heap.clear();
+    const LowerPriority lower;
     uint64_t order = 0;
+    auto push = [&](const Candidate& c) {
+        heap.push_back(c);
+        std::push_heap(heap.begin(), heap.end(), lower);
+    };
     // Queue what can follow the token at `offset - 1` of `from`.
     auto push_next = [&](const Node* from, int32_t next_offset, double prob, int32_t parent) {
         if (next_offset < from->length) {
-            if (prob >= min_token_prob) heap.push({prob, order++, from, next_offset, parent});
+            if (prob >= min_token_prob) push({prob, order++, from, next_offset, parent});
             return;
         }
         for (const Node* c = from->first_child; c != nullptr; c = c->next_sibling) {
             const double p =
                 prob * (static_cast<double>(c->count) / static_cast<double>(from->count));
             if (p < min_token_prob) break;  // siblings only get less likely
-            heap.push({p, order++, c, 0, parent});
+            push({p, order++, c, 0, parent});
         }
     };
     push_next(node, offset, 1.0, -1);
     while (static_cast<int32_t>(draft->token_ids.size()) < budget && !heap.empty()) {
-        const Candidate top = heap.top();
-        heap.pop();
+        std::pop_heap(heap.begin(), heap.end(), lower);
+        const Candidate top = heap.back();
+        heap.pop_back();
         const int32_t index = static_cast<int32_t>(draft->token_ids.size());
         draft->token_ids.push_back(top.node->token_at(top.offset));
         draft->parents.push_back(top.parent);
