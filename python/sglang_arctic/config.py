@@ -64,6 +64,48 @@ class ArcticConfig:
         },
     )
 
+    # -- Safe serving defaults (api/limits.py, api/server_defaults.py) -----
+    allow_public_bind: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow --host beyond loopback without --api-key (otherwise a startup "
+            "error: anyone who can reach the port could use the server)."
+        },
+    )
+    max_queued_requests: int = field(
+        default=256,
+        metadata={
+            "help": "Waiting-queue bound passed to SGLang as --max-queued-requests when that "
+            "is not given; a request beyond it gets 503 with Retry-After at once. 0: unbounded."
+        },
+    )
+    queue_timeout: float = field(
+        default=300.0,
+        metadata={
+            "help": "Seconds a request may wait in the queue before it gets 503 (SGLang's "
+            "SGLANG_REQ_WAITING_TIMEOUT, unless that is set). 0: no limit."
+        },
+    )
+    max_request_bytes: int = field(
+        default=8 * 1024 * 1024,
+        metadata={"help": "Largest POST body accepted; larger ones get 413 before parsing. 0: no limit."},
+    )
+    max_n: int = field(
+        default=16,
+        metadata={"help": "Largest `n` (and `best_of`) one request may ask for; above it, 400. 0: no limit."},
+    )
+    drain_timeout: float = field(
+        default=30.0,
+        metadata={
+            "help": "On SIGTERM new requests get 503 at once and in-flight ones get this many "
+            "seconds to finish before the server exits anyway. 0: wait for them forever."
+        },
+    )
+    retry_after: int = field(
+        default=2,
+        metadata={"help": "Seconds advertised in the Retry-After header of every 503."},
+    )
+
     # -- SuffixDecoding (spec/suffix_algorithm.py) -------------------------
     suffix_decoding: bool = field(
         default=False,
@@ -91,10 +133,11 @@ class ArcticConfig:
         },
     )
     suffix_max_spec_tokens_cpu: int = field(
-        default=5,
+        default=16,
         metadata={
-            "help": "SuffixDecoding on CPU: the same, smaller because a CPU pays for "
-            "every verified position (padding included) at every step."
+            "help": "SuffixDecoding on CPU: the same. A CPU pays for every verified "
+            "position at every step; the adaptive width narrows steps that do not pay, so "
+            "the cap only bounds the widest step (set it lower when adaptive width is off)."
         },
     )
     suffix_adaptive_width: bool = field(
@@ -133,13 +176,25 @@ class ArcticConfig:
     def passive(cls) -> "ArcticConfig":
         """The config of a process not started by our launcher (plain `sglang serve`):
         every behaviour-changing feature off, so SGLang behaves exactly as vanilla."""
-        return cls(reject_unknown_fields=False)
+        return cls(reject_unknown_fields=False, allow_public_bind=True, max_queued_requests=0,
+                   queue_timeout=0.0, max_request_bytes=0, max_n=0, drain_timeout=0.0)
 
     def validate(self) -> "ArcticConfig":
         if self.cpu_kv_tokens < 256:
             raise ArcticConfigError(
                 f"--arctic-cpu-kv-tokens must be >= 256, got {self.cpu_kv_tokens}"
             )
+        non_negative = {
+            "max_queued_requests": self.max_queued_requests,
+            "queue_timeout": self.queue_timeout,
+            "max_request_bytes": self.max_request_bytes,
+            "max_n": self.max_n,
+            "drain_timeout": self.drain_timeout,
+            "retry_after": self.retry_after,
+        }
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ArcticConfigError(f"--arctic-{name.replace('_', '-')} must be >= 0, got {value}")
         positive = {
             "suffix_max_depth": self.suffix_max_depth,
             "suffix_max_spec_tokens": self.suffix_max_spec_tokens,

@@ -4,9 +4,11 @@ What it adds to SGLang's launcher, in order:
 1. ``--arctic-*`` flags are parsed into a typed ``ArcticConfig`` (a bad value is
    a startup error naming the flag) and exported to the environment for
    SGLang's spawned children; they are removed from the argv SGLang sees.
-2. With no ``--model-path`` it serves the embedded default model
+2. Safe serving defaults (``api/server_defaults.py``): no public bind without
+   an API key, a bounded queue and a waiting timeout.
+3. With no ``--model-path`` it serves the embedded default model
    (SmolLM2-135M-Instruct, materialized once into the user cache).
-3. With no usable GPU it selects SGLang's CPU engine and CPU defaults for
+4. With no usable GPU it selects SGLang's CPU engine and CPU defaults for
    every flag the user did not set (see ``cpu_defaults``).
 Then SGLang's own ``prepare_server_args`` / ``run_server`` take over.
 """
@@ -20,6 +22,7 @@ import os
 import sys
 from typing import Sequence
 
+from sglang_arctic.api.server_defaults import UnsafeBindError, safe_server_args
 from sglang_arctic.config import ArcticConfig, ArcticConfigError, export_config
 from sglang_arctic.spec.suffix_algorithm import speculative_args
 
@@ -147,6 +150,10 @@ def build_argv(argv: Sequence[str]) -> tuple[ArcticConfig, list[str]]:
     """The arctic config and the argv to hand to SGLang (no side effects but env)."""
     config, rest = split_arctic_args(argv)
     rest = speculative_args(rest, config)
+    try:
+        rest = safe_server_args(rest, config)
+    except UnsafeBindError as exc:
+        raise SystemExit(f"sglang_arctic: {exc}") from exc
     rest = default_model_args(rest)
     if config.cpu_auto and not cuda_usable():
         rest = cpu_defaults(rest, config)

@@ -37,7 +37,7 @@ def register() -> None:
 
     register_suffix_algorithm()
 
-    if config.reject_unknown_fields and _is_http_server_process():
+    if _is_http_server_process():
         from sglang_arctic import api
 
-        api.install()
+        api.install(config)

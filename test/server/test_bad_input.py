@@ -28,6 +28,16 @@ BAD_REQUESTS = [
     ("negative-max-tokens-chat", "/v1/chat/completions",
      b'{"model": "default", "messages": [{"role": "user", "content": "hi"}], "max_tokens": -3}',
      "max_new_tokens"),
+    # Found by fuzzing (test/reliability/test_abuse.py): each was a 500, the first crashed the scheduler.
+    ("top-logprobs-wider-than-vocab", "/generate",
+     b'{"text": "hi", "return_logprob": true, "top_logprobs_num": 1000000, '
+     b'"sampling_params": {"max_new_tokens": 2}}', "top_logprobs_num"),
+    ("response-format-not-an-object", "/v1/chat/completions",
+     b'{"model": "default", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, '
+     b'"response_format": 3.5}', "invalid request body"),
+    ("rid-list-for-one-prompt", "/generate",
+     b'{"text": "hi", "rid": ["a", "b"], "sampling_params": {"max_new_tokens": 2}}', "rid"),
+    ("json-nested-too-deeply", "/v1/completions", b"[" * 5000 + b"]" * 5000, "nested"),
     ("prompt-longer-than-context", "/generate",
      ('{"text": "' + "hello " * 9000 + '", "sampling_params": {"max_new_tokens": 4}}').encode(),
      "context length"),

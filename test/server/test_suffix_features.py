@@ -26,7 +26,8 @@ def suffix_url():
     # stats (every --decode-log-interval steps, default 40); log more often so
     # the short requests here reach /server_info.
     # Default verify width (the CPU default); the lossless test uses another.
-    server = launch(["--arctic-suffix-decoding", "--decode-log-interval", "5"], timeout=300)
+    server = launch(["--arctic-suffix-decoding", "--decode-log-interval", "5", "--enable-metrics"],
+                    timeout=300)
     yield server.base_url
     assert server.alive(), server.log_tail()
     server.stop()
@@ -128,3 +129,9 @@ def test_server_wide_acceptance_is_reported(suffix_url):
     states = info.get("internal_states") or []
     lengths = [s["avg_spec_accept_length"] for s in states if "avg_spec_accept_length" in s]
     assert lengths and lengths[0] > 1.0, states
+    # The same figure as a Prometheus gauge (set at the same decode-stats logging).
+    metrics = requests.get(suffix_url + "/metrics", timeout=30)
+    assert metrics.status_code == 200
+    gauges = [float(line.rsplit(" ", 1)[1]) for line in metrics.text.splitlines()
+              if line.startswith("sglang:spec_accept_length{")]
+    assert gauges and max(gauges) > 1.0, [l for l in metrics.text.splitlines() if "accept" in l]

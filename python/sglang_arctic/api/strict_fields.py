@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Awaitable, Callable, Iterable, Mapping
+from typing import Mapping
 
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
+from sglang_arctic.api.responses import Receive, Send, has_header, read_body, replaying, send_error
 
 
 def unknown_fields(body: bytes, known: frozenset[str]) -> list[str]:
@@ -23,7 +22,7 @@ def unknown_fields(body: bytes, known: frozenset[str]) -> list[str]:
     """
     try:
         parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return []
     if not isinstance(parsed, dict):
         return []
@@ -65,73 +64,14 @@ class StrictFieldsMiddleware:
         known = None
         if scope["type"] == "http" and scope.get("method") == "POST":
             known = self.known_by_route.get(scope.get("path", ""))
-        if known is None or _has_header(scope, b"content-encoding"):
+        if known is None or has_header(scope, b"content-encoding"):
             await self.app(scope, receive, send)
             return
 
-        messages, body = await _read_body(receive)
+        messages, body = await read_body(receive)
         bad = unknown_fields(body, known)
         if bad:
-            await _send_400(send, bad, scope["path"])
+            await send_error(send, 400, f"Unknown field(s) {bad} in the body of POST {scope['path']}.",
+                             error_type="BadRequestError", param=bad[0])
             return
-
-        replay = iter(messages)
-
-        async def replay_receive():
-            try:
-                return next(replay)
-            except StopIteration:
-                return await receive()
-
-        await self.app(scope, replay_receive, send)
-
-
-def _has_header(scope, name: bytes) -> bool:
-    return any(k.lower() == name for k, _ in scope.get("headers", ()))
-
-
-async def _read_body(receive: Receive) -> tuple[list[dict], bytes]:
-    messages, chunks = [], []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return messages, b"".join(chunks)
-
-
-async def _send_400(send: Send, fields: Iterable[str], path: str) -> None:
-    fields = list(fields)
-    payload = json.dumps(
-        {
-            "object": "error",
-            "type": "BadRequestError",
-            "code": 400,
-            "param": fields[0],
-            "message": f"Unknown field(s) {fields} in the body of POST {path}.",
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-def install() -> None:
-    """Add the middleware to SGLang's FastAPI app (HTTP server process only)."""
-    from sglang.srt.entrypoints import http_server
-
-    if getattr(http_server.app.state, "arctic_strict_fields", False):
-        return
-    http_server.app.add_middleware(StrictFieldsMiddleware, known_by_route=known_fields_by_route())
-    http_server.app.state.arctic_strict_fields = True
+        await self.app(scope, replaying(messages, receive), send)

@@ -80,10 +80,12 @@ class SuffixSpecParams:
 def default_verify_width(config: ArcticConfig, device: str) -> int:
     """Root plus draft budget, when --speculative-num-draft-tokens is not given.
 
-    Every request verifies the full width each step, padding included. On a
-    GPU that is nearly free; on a CPU it is paid token by token (measured on
-    chat at 8 streams: width 17 ran at 0.66x of no speculation, width 6 at
-    1.21x; docs/benchmarks.md)."""
+    The maximum: the adaptive width (``VerifyWidthPolicy``) picks each step's
+    width up to it. On a CPU, where every verified position costs compute, a
+    fixed width 17 lost to no speculation on chat at 8 streams (0.92x) while
+    the adaptive width up to 17 stayed ahead on every workload (docs/benchmarks.md
+    section 2), so both devices default to 16 draft tokens; the CPU cap stays
+    separate for running without the adaptive width."""
     spec_tokens = config.suffix_max_spec_tokens_cpu if device == "cpu" else config.suffix_max_spec_tokens
     return spec_tokens + 1
 

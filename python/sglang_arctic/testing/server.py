@@ -145,3 +145,10 @@ def run_to_exit(
         env=child_env,
         stdin=subprocess.DEVNULL,
     )
+
+
+def requests_in_flight(base_url: str, headers: Mapping[str, str] | None = None) -> int:
+    """Running plus waiting requests, by the server's own count (``/v1/loads``)."""
+    r = requests.get(base_url + "/v1/loads", params={"include": "core"}, headers=headers, timeout=30)
+    r.raise_for_status()
+    return sum(x.get("num_running_reqs", 0) + x.get("num_waiting_reqs", 0) for x in r.json()["loads"])

@@ -122,8 +122,9 @@ def test_load_streams_orders_by_workload_then_index(tmp_path):
     assert [s.id for s in G.load_streams(path, ["code_edit"])] == ["c0"]
 
 
-def _result(accepted_per_step: float, us_per_token: float) -> dict:
-    return {"overall": {"accepted_per_step": accepted_per_step, "us_per_token": us_per_token}}
+def _result(accepted_per_step: float, us_per_token: float, runs: list[float] | None = None) -> dict:
+    return {"overall": {"accepted_per_step": accepted_per_step, "us_per_token": us_per_token,
+                        "us_per_token_runs": runs or [us_per_token]}}
 
 
 def test_verdict_applies_the_issue_thresholds():
@@ -131,6 +132,13 @@ def test_verdict_applies_the_issue_thresholds():
     assert G.verdict({"ours": _result(0.985, 0.9), "peer": _result(1.0, 1.0)}).endswith("PASS")
     assert G.verdict({"ours": _result(0.97, 0.9), "peer": _result(1.0, 1.0)}).endswith("FAIL")  # acceptance
     assert G.verdict({"ours": _result(1.0, 1.1), "peer": _result(1.0, 1.0)}).endswith("FAIL")  # time
+
+
+def test_time_ratio_pairs_runs_so_that_shared_noise_cancels():
+    # A noisy machine: both drafters slow in run 2; ours is 10% faster in every run.
+    ours = _result(1.0, 0, [0.9, 1.8, 0.9])["overall"]
+    peer = _result(1.0, 0, [1.0, 2.0, 1.0])["overall"]
+    assert G.paired_time_ratio(ours, peer) == pytest.approx(0.9)
 
 
 def test_summaries_refuse_runs_that_disagree():

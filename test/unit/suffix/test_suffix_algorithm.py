@@ -119,9 +119,11 @@ def test_spec_class_answers_everything_sglang_asks_of_an_algorithm():
     assert algo.is_ngram() and not algo.has_draft_kv() and not algo.need_topk()
 
 
-def test_default_verify_width_is_smaller_on_cpu():
+def test_default_verify_width_follows_the_device_cap():
     from sglang_arctic.spec.suffix_algorithm import default_verify_width
 
     config = ArcticConfig()
-    assert default_verify_width(config, "cpu") == config.suffix_max_spec_tokens_cpu + 1 == 6
+    assert default_verify_width(config, "cpu") == config.suffix_max_spec_tokens_cpu + 1 == 17
     assert default_verify_width(config, "cuda") == config.suffix_max_spec_tokens + 1 == 17
+    narrow = ArcticConfig(suffix_max_spec_tokens_cpu=5)
+    assert default_verify_width(narrow, "cpu") == 6 and default_verify_width(narrow, "cuda") == 17

@@ -1,0 +1,216 @@
+"""Safe serving defaults on a real server (CPU, default model): overload, limits,
+API keys, listening sockets, SIGTERM drain with its deadline, and a killed
+scheduler. Each pass figure is written in the test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+import requests
+
+from sglang_arctic.testing.server import launch, requests_in_flight
+
+API_KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+PROMPT = "<|im_start|>user\nCount from one to fifty in words.<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    """Two running slots and a queue of four, so that a burst really overflows;
+    an API key, so that every route's key check can be tested."""
+    server = launch(["--api-key", API_KEY, "--max-running-requests", "2",
+                     "--arctic-max-queued-requests", "4"], timeout=300)
+    yield server
+    assert server.alive(), server.log_tail()
+    server.stop()
+
+
+def _generate(url, max_new_tokens=16, headers=AUTH, timeout=120, **params):
+    return requests.post(url + "/generate", headers=headers, timeout=timeout, json={
+        "text": PROMPT, "sampling_params": {"temperature": 0, "max_new_tokens": max_new_tokens, **params}})
+
+
+def test_overload_burst_is_shed_fast_and_nothing_hangs(guarded):
+    url = guarded.base_url
+    burst = 40
+
+    def one(_):
+        t0 = time.monotonic()
+        r = _generate(url, max_new_tokens=48, ignore_eos=True, timeout=300)
+        return r.status_code, r.headers.get("retry-after"), time.monotonic() - t0
+
+    with ThreadPoolExecutor(burst) as pool:
+        results = list(pool.map(one, range(burst)))
+    ok = [r for r in results if r[0] == 200]
+    shed = [r for r in results if r[0] == 503]
+    # Pass: every request answered (200 or 503, nothing else, none hung past the
+    # pool); at most 2 running + 4 queued at a time are admitted, so most are
+    # shed; each 503 comes within 3 s and says when to retry.
+    assert len(ok) + len(shed) == burst, results
+    assert len(shed) >= burst // 2, results
+    assert all(r[1] is not None and int(r[1]) > 0 for r in shed)
+    assert max(r[2] for r in shed) < 3.0, sorted(r[2] for r in shed)
+    # Nothing leaked: the server is idle again and serves.
+    assert _generate(url).status_code == 200
+    deadline = time.monotonic() + 10
+    while requests_in_flight(url, AUTH) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert requests_in_flight(url, AUTH) == 0
+
+
+def test_oversized_body_and_huge_n_are_rejected(guarded):
+    url = guarded.base_url
+    r = requests.post(url + "/v1/completions", headers=AUTH, timeout=60,
+                      json={"model": "default", "prompt": "x" * (9 * 1024 * 1024), "max_tokens": 1})
+    assert r.status_code == 413, r.text[:300]
+    r = requests.post(url + "/v1/completions", headers=AUTH, timeout=60,
+                      json={"model": "default", "prompt": "hi", "max_tokens": 1, "n": 10_000})
+    assert r.status_code == 400 and "n=10000" in r.text
+    r = _generate(url, n=10_000)
+    assert r.status_code == 400
+    assert _generate(url).status_code == 200
+
+
+HEALTH = {"/health", "/health_generate", "/metrics", "/ready", "/readiness", "/docs", "/redoc",
+          "/openapi.json", "/docs/oauth2-redirect"}
+
+
+def test_every_non_health_route_refuses_a_missing_key(guarded):
+    url = guarded.base_url
+    schema = requests.get(url + "/openapi.json", timeout=30)
+    assert schema.status_code == 200
+    routes = [(path, method.upper()) for path, ops in schema.json()["paths"].items()
+              for method in ops if "{" not in path]
+    checked = 0
+    for path, method in routes:
+        if path in HEALTH:
+            continue
+        r = requests.request(method, url + path, json={}, timeout=60)
+        assert r.status_code in (401, 403), (method, path, r.status_code, r.text[:200])
+        checked += 1
+    assert checked >= 20  # the schema really listed SGLang's routes
+    assert requests.get(url + "/health", timeout=30).status_code == 200
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def test_only_the_http_port_listens_and_only_on_loopback(guarded):
+    port = int(guarded.base_url.rsplit(":", 1)[1])
+    pids = {p.pid for p in _tree(guarded.process.pid)}
+    listening = [c for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    assert listening, "found no listening socket of the server"
+    for c in listening:
+        assert c.laddr.ip in ("127.0.0.1", "::1"), c
+    assert {c.laddr.port for c in listening if c.type.name == "SOCK_STREAM"} == {port}, listening
+
+
+def _start_stream(url, max_new_tokens, results, key):
+    def run():
+        try:
+            with requests.post(url + "/generate", stream=True, timeout=120, json={
+                "text": PROMPT, "stream": True,
+                "sampling_params": {"temperature": 0, "max_new_tokens": max_new_tokens, "ignore_eos": True},
+            }) as r:
+                chunks = [line for line in r.iter_lines() if line]
+                results[key] = ("done", r.status_code, chunks)
+        except requests.RequestException as exc:
+            results[key] = ("error", type(exc).__name__, str(exc)[:200])
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_exit(process: subprocess.Popen, timeout: float) -> float:
+    t0 = time.monotonic()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    return time.monotonic() - t0
+
+
+def _wait_decoding(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests_in_flight(url) >= 2:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the requests never started")
+
+
+def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_meets_the_deadline():
+    drain_timeout = 8.0
+    server = launch(["--arctic-drain-timeout", str(drain_timeout), "--decode-log-interval", "1"], timeout=300)
+    try:
+        url = server.base_url
+        results: dict = {}
+        threads = [_start_stream(url, 24, results, "short"),  # done in a few seconds
+                   _start_stream(url, 5000, results, "long")]  # cannot finish before the deadline
+        _wait_decoding(url)
+        t0 = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)  # the launcher only, as a supervisor would
+        time.sleep(0.5)
+        # Pass: new work is refused at once with 503 and Retry-After; health says so too.
+        r = requests.post(url + "/generate", timeout=10, json={"text": "hi", "sampling_params": {"max_new_tokens": 2}})
+        assert r.status_code == 503 and r.headers.get("retry-after"), (r.status_code, r.text[:200])
+        assert requests.get(url + "/health", timeout=10).status_code == 503
+        # Pass: the short request finishes normally; the server is gone within the
+        # deadline plus SGLang's 5 s drain poll (and 5 s of slack); the long
+        # request's client gets an end or an error, never a hang.
+        _wait_exit(server.process, drain_timeout + 15)
+        elapsed = time.monotonic() - t0
+        assert server.process.poll() is not None, f"still running {elapsed:.0f} s after SIGTERM"
+        assert elapsed <= drain_timeout + 10, elapsed
+        for t in threads:
+            t.join(timeout=30)
+            assert not t.is_alive(), "a client hung after the server exited"
+        kind, status, chunks = results["short"]
+        assert kind == "done" and status == 200 and chunks[-1] == b"data: [DONE]", results["short"]
+        assert "long" in results
+    finally:
+        server.stop(timeout=5)
+
+
+def test_killed_scheduler_takes_the_server_down_with_an_error():
+    server = launch([], timeout=300)
+    try:
+        url = server.base_url
+        results: dict = {}
+        thread = _start_stream(url, 5000, results, "victim")
+        deadline = time.monotonic() + 60
+        while not results and time.monotonic() < deadline:
+            schedulers = [p for p in _tree(server.process.pid)[1:] if "scheduler" in " ".join(p.cmdline()
+                          + [p.name()]).lower()]
+            if schedulers:
+                break
+            time.sleep(0.2)
+        assert schedulers, [(p.pid, p.name(), p.cmdline()) for p in _tree(server.process.pid)]
+        children = _tree(server.process.pid)[1:]
+        time.sleep(2.0)  # mid-stream
+        t0 = time.monotonic()
+        for p in schedulers:
+            p.kill()
+        # Pass: the server exits non-zero within 15 s; the client sees an error or a
+        # cut stream within 30 s, not a hang.
+        _wait_exit(server.process, 15)
+        assert server.process.poll() is not None, f"server still up {time.monotonic() - t0:.0f} s later"
+        assert server.process.returncode != 0
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the client hung"
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"children outlived the server: {alive}"
+    finally:
+        server.stop(timeout=5)
