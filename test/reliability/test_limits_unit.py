@@ -210,9 +210,38 @@ def test_top_logprobs_wider_than_the_vocabulary_is_refused():
 
     from sglang_arctic.api.request_checks import check_generate_request
 
-    check_generate_request(SimpleNamespace(top_logprobs_num=5), 100)
-    check_generate_request(SimpleNamespace(top_logprobs_num=100), 100)
-    check_generate_request(SimpleNamespace(), 100)
+    check_generate_request(SimpleNamespace(top_logprobs_num=5), [1], 100)
+    check_generate_request(SimpleNamespace(top_logprobs_num=100), [1], 100)
+    check_generate_request(SimpleNamespace(), [1], 100)
     for bad in (101, 2**31, -1):
         with pytest.raises(ValueError, match="top_logprobs_num"):
-            check_generate_request(SimpleNamespace(top_logprobs_num=bad), 100)
+            check_generate_request(SimpleNamespace(top_logprobs_num=bad), [1], 100)
+
+
+def test_an_empty_prompt_is_refused_unless_it_carries_other_input():
+    from types import SimpleNamespace
+
+    from sglang_arctic.api.request_checks import check_generate_request
+
+    with pytest.raises(ValueError, match="empty"):
+        check_generate_request(SimpleNamespace(), [], 100)
+    check_generate_request(SimpleNamespace(image_data=["x.png"]), [], 100)
+
+
+def test_unknown_sampling_parameter_names_are_refused():
+    from types import SimpleNamespace
+
+    from sglang_arctic.api.request_checks import check_generate_request
+
+    check_generate_request(SimpleNamespace(sampling_params={"max_new_tokens": 2, "temperature": 0}), [1], 100)
+    for bad in ({"": 1}, {"max_new_tokens": 2, "no such": 1}, {"self": 1}):
+        with pytest.raises(ValueError, match="Unknown sampling parameter"):
+            check_generate_request(SimpleNamespace(sampling_params=bad), [1], 100)
+    check_generate_request(SimpleNamespace(session_params={"id": "s"}), [1], 100)
+    with pytest.raises(ValueError, match="Unknown session parameter"):
+        check_generate_request(SimpleNamespace(session_params={"": 1}), [1], 100)
+    with pytest.raises(ValueError, match="must be an object"):
+        check_generate_request(SimpleNamespace(session_params=[1]), [1], 100)
+    for ids in ([-1], [100], [5, 2**40]):
+        with pytest.raises(ValueError, match="input_ids"):
+            check_generate_request(SimpleNamespace(), ids, 100)

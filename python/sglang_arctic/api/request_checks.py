@@ -7,8 +7,43 @@ Found by the fuzzing in ``test/reliability/test_abuse.py``.
 
 from __future__ import annotations
 
+import functools
 
-def check_generate_request(obj, vocab_size: int) -> None:
+
+MULTIMODAL_FIELDS = ("input_embeds", "image_data", "video_data", "audio_data")
+
+
+@functools.lru_cache(maxsize=None)
+def keyword_names(field_name: str) -> frozenset[str]:
+    """The keys SGLang's struct for ``field_name`` accepts (msgspec Struct fields)."""
+    from sglang.srt.managers.io_struct import SessionParams
+    from sglang.srt.sampling.sampling_params import SamplingParams
+
+    struct = {"sampling_params": SamplingParams, "session_params": SessionParams}[field_name]
+    return frozenset(struct.__struct_fields__)
+
+
+def check_generate_request(obj, input_ids, vocab_size: int) -> None:
+    # An empty prompt becomes a prefill of zero tokens, which fails inside
+    # the model (rotary embedding reshape) and takes the scheduler down.
+    if input_ids is not None and len(input_ids) == 0 and not any(
+            getattr(obj, name, None) for name in MULTIMODAL_FIELDS):
+        raise ValueError("The prompt is empty: send at least one token of text or input_ids.")
+    # SGLang passes these dicts to a msgspec Struct as keywords: an unknown key
+    # is a TypeError there, a 500.
+    for field_name, label in (("sampling_params", "sampling parameter"), ("session_params", "session parameter")):
+        params = getattr(obj, field_name, None)
+        if params is None:
+            continue
+        if not isinstance(params, dict):
+            raise ValueError(f"{field_name} must be an object.")
+        unknown = sorted(str(k) for k in params if k not in keyword_names(field_name))
+        if unknown:
+            raise ValueError(f"Unknown {label}(s) {unknown}.")
+    # An id outside the vocabulary fails in the embedding lookup (IndexError)
+    # inside the scheduler.
+    if input_ids is not None and any(not 0 <= t < vocab_size for t in input_ids):
+        raise ValueError(f"input_ids must be token ids in [0, {vocab_size}).")
     top = getattr(obj, "top_logprobs_num", None)
     # A top-k wider than the vocabulary fails inside the sampler (torch.topk),
     # which takes the scheduler down with it.
@@ -24,7 +59,7 @@ def install() -> None:
         return
 
     def _validate_one_request(self, obj, input_ids):
-        check_generate_request(obj, self.model_config.vocab_size)
+        check_generate_request(obj, input_ids, self.model_config.vocab_size)
         return original(self, obj, input_ids)
 
     _validate_one_request.arctic_checked = True
