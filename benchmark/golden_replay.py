@@ -492,21 +492,12 @@ def verdict(results: dict) -> str | None:
 # ---------------------------------------------------------------------------
 
 
-def _version(dist: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def cmd_record(args: argparse.Namespace) -> int:
     import requests
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from benchmark import datasets as D
-    from benchmark.side_by_side import build_system, cuda_usable, pick_port, start_server
+    from benchmark.side_by_side import build_system, cuda_usable, pick_port, software_info, start_server
 
     signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
     out_path = Path(args.output)
@@ -552,7 +543,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         "sampling_params": {"temperature": 0, "max_new_tokens": args.max_new_tokens, "ignore_eos": False},
         "seed": args.seed,
         "num_prompts": args.num_prompts,
-        "software": {d: _version(d) for d in ("sglang", "sglang-arctic", "torch", "transformers")},
+        "software": software_info(),
         "date": _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
     }
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
@@ -653,7 +644,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         log("lock-step draft comparison")
         agreement = compare_lockstep(streams, drafters[0], drafters[1], params, args.examples)
 
-    from benchmark.side_by_side import machine_info
+    from benchmark.side_by_side import _version, machine_info
 
     mi = machine_info(cpu=True)
     record_meta = path.with_suffix(".meta.json")
