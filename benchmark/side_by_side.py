@@ -21,12 +21,13 @@ Systems
            (``SGLANG_PLUGINS=none``). Without a usable GPU it also gets
            ``SGLANG_USE_CPU_ENGINE=1`` and, unless the flags given set them,
            ``--device cpu --attention-backend torch_native --max-total-tokens 32768
-           --sleep-on-idle`` (the same CPU defaults as our launcher, except the backend).
+           --dtype D --sleep-on-idle`` (the same CPU defaults as our launcher, except the
+           backend; D is float32 on CPUs without native bf16, else auto).
            Our CPU ``sgl_kernel`` import hook is not a plugin and stays active:
            vanilla SGLang cannot import its kernel package on CPU without it.
   arctic   ``python -m sglang_arctic.launch_server --model-path M`` with every plugin
            allowed (``SGLANG_PLUGINS=""``). On CPU its own defaults are
-           ``--device cpu --attention-backend arctic --max-total-tokens 32768``.
+           ``--device cpu --attention-backend arctic --max-total-tokens 32768 --dtype D``.
   ngram    arctic with SGLang's own ``--speculative-algorithm NGRAM``.
   suffix   arctic with SuffixDecoding (``--arctic-suffix-decoding``).
 Flags: ``--common-flags`` go to every system, ``--<system>-flags`` to one.
@@ -126,6 +127,7 @@ def cuda_usable() -> bool:
 
 
 def build_system(name: str, model_path: str, flags: list[str], cpu: bool) -> SystemSpec:
+    from sglang_arctic.launch_server import cpu_default_dtype
     from sglang_arctic.testing.server import ARCTIC_LAUNCHER, VANILLA_LAUNCHER
 
     argv = ["--model-path", model_path, *flags]
@@ -137,6 +139,7 @@ def build_system(name: str, model_path: str, flags: list[str], cpu: bool) -> Sys
                 ("--device", "cpu"),
                 ("--attention-backend", "torch_native"),
                 ("--max-total-tokens", str(CPU_KV_TOKENS)),
+                ("--dtype", cpu_default_dtype()),
                 ("--sleep-on-idle", None),
             ):
                 if not _given(argv, flag):

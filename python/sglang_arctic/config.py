@@ -24,6 +24,7 @@ from pathlib import Path
 
 CONFIG_ENV = "SGLANG_ARCTIC_CONFIG"
 CACHE_DIR_ENV = "SGLANG_ARCTIC_CACHE_DIR"
+SCHEDULES = ("off", "ltr", "oracle")
 
 
 def default_cache_dir() -> Path:
@@ -172,6 +173,47 @@ class ArcticConfig:
                   "many requests draft (speculation pays least when the batch is large)."},
     )
 
+    # -- Length scheduling (scheduling/) -------------------------------------
+    schedule: str = field(
+        default="off",
+        metadata={
+            "help": "Waiting-queue order. off: SGLang's --schedule-policy. ltr: by the "
+            "learned length ranker (shortest predicted output first, with starvation "
+            "promotion). oracle (benchmarks only): by the true output lengths read from "
+            "--arctic-schedule-oracle-trace."
+        },
+    )
+    schedule_ranker: str = field(
+        default="",
+        metadata={"help": "LightGBM ranker file for --arctic-schedule ltr; empty: the "
+                  "ranker shipped for the default model."},
+    )
+    schedule_oracle_trace: str = field(
+        default="",
+        metadata={"help": "Trace JSONL (from --arctic-schedule-trace) whose output lengths "
+                  "the oracle order uses."},
+    )
+    schedule_starvation_steps: int = field(
+        default=200,
+        metadata={"help": "A request passed over by this many scheduling rounds is promoted "
+                  "to the front (ltr/oracle)."},
+    )
+    schedule_promotion_steps: int = field(
+        default=10,
+        metadata={"help": "How many scheduling rounds a starvation promotion lasts."},
+    )
+    schedule_max_wait: float = field(
+        default=120.0,
+        metadata={"help": "Seconds of waiting after which a request stays at the front "
+                  "until admitted, whatever its rank (ltr/oracle). 0: no age bound."},
+    )
+    schedule_trace: str = field(
+        default="",
+        metadata={"help": "Append one JSON line per finished request (ranker features, "
+                  "output length, timing) to this file, to train a ranker on your own "
+                  "traffic (works with every --arctic-schedule)."},
+    )
+
     @classmethod
     def passive(cls) -> "ArcticConfig":
         """The config of a process not started by our launcher (plain `sglang serve`):
@@ -214,6 +256,23 @@ class ArcticConfig:
         if self.suffix_max_batch_size < 0:
             raise ArcticConfigError(
                 f"--arctic-suffix-max-batch-size must be >= 0, got {self.suffix_max_batch_size}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ArcticConfigError(
+                f"--arctic-schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        if self.schedule == "oracle" and not self.schedule_oracle_trace:
+            raise ArcticConfigError(
+                "--arctic-schedule oracle needs --arctic-schedule-oracle-trace (a trace JSONL)"
+            )
+        for name in ("schedule_starvation_steps", "schedule_promotion_steps"):
+            if getattr(self, name) < 1:
+                raise ArcticConfigError(
+                    f"--arctic-{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
+        if self.schedule_max_wait < 0:
+            raise ArcticConfigError(
+                f"--arctic-schedule-max-wait must be >= 0, got {self.schedule_max_wait}"
             )
         return self
 

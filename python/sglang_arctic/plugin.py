@@ -37,6 +37,10 @@ def register() -> None:
 
     register_suffix_algorithm()
 
+    from sglang_arctic.scheduling.hooks import register_scheduling_hooks
+
+    register_scheduling_hooks(config)
+
     if _is_http_server_process():
         from sglang_arctic import api
 

