@@ -59,8 +59,12 @@ POLICY_FLAGS = {
     "ltr": ["--schedule-policy", "fcfs", "--arctic-schedule", "ltr"],
     "oracle": ["--schedule-policy", "fcfs", "--arctic-schedule", "oracle"],
 }
-# Long bursts on a CPU: no request may time out in the queue or on the client.
-SERVING_FLAGS = ["--arctic-queue-timeout", "0", "--arctic-max-queued-requests", "0"]
+# Long bursts on a CPU: no request may time out in the queue or on the client. The
+# age bound is off too: in a burst every request arrives at t=0, so once the burst
+# outlasts it every waiting request is promoted and the order becomes FCFS; the
+# starvation rule (rounds) stays at its default, and the longest wait is reported.
+SERVING_FLAGS = ["--arctic-queue-timeout", "0", "--arctic-max-queued-requests", "0",
+                 "--arctic-schedule-max-wait", "0"]
 
 
 def log(message: str) -> None:
@@ -175,7 +179,10 @@ def cmd_traces(args, model_path: str) -> int:
     try:
         _, results = asyncio.run(S.run_level(
             handle.base_url, "traces", prompts, args.concurrency, args.request_timeout,
-            [args.max_tokens] * len(prompts), ignore_eos=False))
+            [args.max_tokens] * len(prompts), ignore_eos=False,
+            # The prompt id as the request id: the trace then says which dataset each
+            # record came from (held-out evaluation per workload).
+            rids=[f"{p.id}#{i}" for i, p in enumerate(prompts)]))
     finally:
         handle.stop()
     failed = sum(not r.ok for r in results)

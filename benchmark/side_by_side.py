@@ -286,13 +286,15 @@ def _sampling_params(max_new_tokens: int, ignore_eos: bool = True) -> dict[str, 
 
 
 async def send_request(session, base_url: str, prompt: D.Prompt, max_new_tokens: int,
-                       t_level: float, ignore_eos: bool = True) -> RequestResult:
+                       t_level: float, ignore_eos: bool = True, rid: str | None = None) -> RequestResult:
     """POST one streaming /generate request and time it. Never raises: errors are recorded."""
     import aiohttp
 
     result = RequestResult(prompt.id, prompt.prompt_tokens, max_new_tokens)
     payload = {"text": prompt.text, "sampling_params": _sampling_params(max_new_tokens, ignore_eos),
                "stream": True}
+    if rid is not None:
+        payload["rid"] = rid
     t0 = time.perf_counter()
     result.start_s = t0 - t_level
     t_first = t_final = None
@@ -361,7 +363,8 @@ async def send_request(session, base_url: str, prompt: D.Prompt, max_new_tokens:
 
 async def run_level(base_url: str, label: str, prompts: Sequence[D.Prompt], concurrency: int,
                     request_timeout: float, max_new_tokens: Sequence[int],
-                    ignore_eos: bool = True) -> tuple[float, list[RequestResult]]:
+                    ignore_eos: bool = True, rids: Sequence[str] | None = None,
+                    ) -> tuple[float, list[RequestResult]]:
     """Closed loop: ``concurrency`` clients share the prompt list in order."""
     import aiohttp
 
@@ -383,7 +386,7 @@ async def run_level(base_url: str, label: str, prompts: Sequence[D.Prompt], conc
                 except asyncio.QueueEmpty:
                     return
                 r = await send_request(session, base_url, prompts[i], max_new_tokens[i], t_level,
-                                       ignore_eos)
+                                       ignore_eos, rids[i] if rids else None)
                 results[i] = r
                 counts["done"] += 1
                 counts["failed"] += not r.ok

@@ -107,6 +107,14 @@ class ArcticConfig:
         metadata={"help": "Seconds advertised in the Retry-After header of every 503."},
     )
 
+    local_process_group: bool = field(
+        default=True,
+        metadata={
+            "help": "With one model process (tp = pp = 1), initialize torch.distributed from a "
+            "private file store instead of SGLang's TCP store, which listens on every interface."
+        },
+    )
+
     # -- SuffixDecoding (spec/suffix_algorithm.py) -------------------------
     suffix_decoding: bool = field(
         default=False,
@@ -203,7 +211,7 @@ class ArcticConfig:
         metadata={"help": "How many scheduling rounds a starvation promotion lasts."},
     )
     schedule_max_wait: float = field(
-        default=120.0,
+        default=240.0,
         metadata={"help": "Seconds of waiting after which a request stays at the front "
                   "until admitted, whatever its rank (ltr/oracle). 0: no age bound."},
     )
@@ -219,7 +227,8 @@ class ArcticConfig:
         """The config of a process not started by our launcher (plain `sglang serve`):
         every behaviour-changing feature off, so SGLang behaves exactly as vanilla."""
         return cls(reject_unknown_fields=False, allow_public_bind=True, max_queued_requests=0,
-                   queue_timeout=0.0, max_request_bytes=0, max_n=0, drain_timeout=0.0)
+                   queue_timeout=0.0, max_request_bytes=0, max_n=0, drain_timeout=0.0,
+                   local_process_group=False)
 
     def validate(self) -> "ArcticConfig":
         if self.cpu_kv_tokens < 256:

@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Sequence
 
-from sglang_arctic.api.server_defaults import UnsafeBindError, safe_server_args
+from sglang_arctic.api.server_defaults import UnsafeBindError, flag_value, safe_server_args
 from sglang_arctic.config import ArcticConfig, ArcticConfigError, export_config
 from sglang_arctic.spec.suffix_algorithm import speculative_args
 
@@ -72,6 +72,11 @@ def split_arctic_args(argv: Sequence[str]) -> tuple[ArcticConfig, list[str]]:
     parser = argparse.ArgumentParser(prog="sglang_arctic.launch_server", add_help=False)
     add_arctic_args(parser)
     known, rest = parser.parse_known_args(list(argv))
+    unknown = [a.split("=", 1)[0] for a in rest if a.startswith(ARCTIC_PREFIX)]
+    if unknown:
+        # Said here, at once: SGLang's parser would say it only after a long import.
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} "
+                     "(see --help for the --arctic-* flags)")
     values = {
         f.name: getattr(known, f"arctic_{f.name}") for f in dataclasses.fields(ArcticConfig)
     }
@@ -144,8 +149,17 @@ def cpu_defaults(argv: list[str], config: ArcticConfig) -> list[str]:
     return argv + extra
 
 
+def check_local_model_path(argv: Sequence[str]) -> None:
+    """A model path written as a filesystem path must exist (a hub id like org/name is
+    left to SGLang). Said at once, rather than after SGLang's import and config load."""
+    value = flag_value(argv, "--model-path") or flag_value(argv, "--model")
+    if value and value.startswith(("/", "./", "../", "~")) and not os.path.exists(os.path.expanduser(value)):
+        raise SystemExit(f"sglang_arctic: --model-path {value}: no such file or directory")
+
+
 def default_model_args(argv: list[str]) -> list[str]:
     if _given(argv, "--model-path", "--model"):
+        check_local_model_path(argv)
         return argv
     from sglang_arctic.models.default_model import DefaultModelError, materialize
 

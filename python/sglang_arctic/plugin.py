@@ -37,6 +37,10 @@ def register() -> None:
 
     register_suffix_algorithm()
 
+    from sglang_arctic.api.process_group import register_local_process_group
+
+    register_local_process_group(config.local_process_group)
+
     from sglang_arctic.scheduling.hooks import register_scheduling_hooks
 
     register_scheduling_hooks(config)

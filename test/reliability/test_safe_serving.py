@@ -30,6 +30,23 @@ def guarded():
     server.stop()
 
 
+def _tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def test_nothing_listens_beyond_loopback(guarded):
+    port = int(guarded.base_url.rsplit(":", 1)[1])
+    pids = {p.pid for p in _tree(guarded.process.pid)}
+    listening = [c for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    assert port in {c.laddr.port for c in listening}, listening
+    # Pass: every listening socket of every server process is on loopback (SGLang's
+    # torch.distributed TCP store listened on all interfaces; see api/process_group.py).
+    public = [c for c in listening if c.laddr.ip not in ("127.0.0.1", "::1")]
+    assert public == [], public
+
+
 def _generate(url, max_new_tokens=16, headers=AUTH, timeout=120, **params):
     return requests.post(url + "/generate", headers=headers, timeout=timeout, json={
         "text": PROMPT, "sampling_params": {"temperature": 0, "max_new_tokens": max_new_tokens, **params}})
@@ -95,11 +112,6 @@ def test_every_non_health_route_refuses_a_missing_key(guarded):
         checked += 1
     assert checked >= 20  # the schema really listed SGLang's routes
     assert requests.get(url + "/health", timeout=30).status_code == 200
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
 
 
 def _start_stream(url, max_new_tokens, results, key):

@@ -21,10 +21,12 @@ Composition with SGLang's own policy: ``RankedSchedulePolicy.calc_priority``
 first runs SGLang's policy (``--schedule-policy``: prefix matching for
 ``lpm``, the fast prefix match for the rest), then re-sorts the queue by rank
 with a stable sort. So the rank decides the order, SGLang's order breaks
-ties, and each admitted request still reuses its cached prefix: the
-``PrefillAdder`` matches every request against the radix cache and charges
-only its uncached tokens. Chunked prefill is unaffected: a request being
-chunked is held by the scheduler outside the waiting queue.
+ties (with ``--enable-priority-scheduling`` request priorities come first and
+the rank orders requests of equal priority), and each admitted request still
+reuses its cached prefix: the ``PrefillAdder`` matches every request against
+the radix cache and charges only its uncached tokens. Chunked prefill is
+unaffected: a request being chunked is held by the scheduler outside the
+waiting queue.
 """
 
 from __future__ import annotations
@@ -166,6 +168,10 @@ def _ranked_policy_class():
         def calc_priority(self, waiting_queue, running_batch=None, processed_tokens: int = 0):
             super().calc_priority(waiting_queue, running_batch, processed_tokens)
             self._order_by_rank(waiting_queue)
+            if self.enable_priority_scheduling:
+                # Explicit request priorities outrank predicted lengths; the rank
+                # orders requests of equal priority (a stable sort keeps it).
+                waiting_queue.sort(key=lambda r: r.priority * self.priority_sign)
 
     return RankedSchedulePolicy
 

@@ -37,7 +37,7 @@ Item = TypeVar("Item")
 class StarvationRule:
     starvation_steps: int = 200
     promotion_steps: int = 10
-    max_wait_s: float = 120.0  # 0: no age bound
+    max_wait_s: float = 240.0  # 0: no age bound
 
 
 @dataclass

@@ -57,11 +57,24 @@ def test_without_launcher_config_the_plugin_is_passive(monkeypatch):
 def test_arctic_flags_are_split_from_sglang_flags():
     cfg, rest = launch_server.split_arctic_args(
         ["--port", "1", "--arctic-cpu-kv-tokens", "2048", "--no-arctic-reject-unknown-fields",
-         "--arctic-unknown", "x"]
+         "--dtype", "x"]
     )
     assert cfg == ArcticConfig(cpu_kv_tokens=2048, reject_unknown_fields=False)
-    # Unknown --arctic-* flags stay for SGLang's parser to reject.
-    assert rest == ["--port", "1", "--arctic-unknown", "x"]
+    assert rest == ["--port", "1", "--dtype", "x"]
+
+
+def test_unknown_arctic_flag_is_refused_before_sglang_loads(capsys):
+    with pytest.raises(SystemExit) as exc:
+        launch_server.split_arctic_args(["--port", "1", "--arctic-unknown=3"])
+    assert exc.value.code != 0
+    assert "--arctic-unknown" in capsys.readouterr().err
+
+
+def test_missing_local_model_path_is_refused_at_once(tmp_path):
+    with pytest.raises(SystemExit, match="no such file"):
+        launch_server.check_local_model_path(["--model-path", str(tmp_path / "absent")])
+    launch_server.check_local_model_path(["--model-path", str(tmp_path)])  # exists
+    launch_server.check_local_model_path(["--model-path", "org/hub-model"])  # a hub id
 
 
 def test_cpu_defaults_fill_only_what_the_user_did_not_set(monkeypatch):
