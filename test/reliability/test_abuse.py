@@ -18,9 +18,11 @@ from sglang_arctic.testing.server import launch, requests_in_flight
 # feature name -> extra launcher flags
 FEATURES = {
     "base": [],
-    "suffix": ["--arctic-suffix-decoding"],
+    # Every landed feature at once (one server start fewer than one entry each):
+    # SuffixDecoding speculation and learned length scheduling.
+    "suffix+ltr": ["--arctic-suffix-decoding", "--arctic-schedule", "ltr"],
 }
-FUZZ_BODIES = {"base": 2000, "suffix": 600}
+FUZZ_BODIES = {"base": 2000, "suffix+ltr": 600}
 
 PROMPT = "<|im_start|>user\nList the planets of the solar system.<|im_end|>\n<|im_start|>assistant\n"
 

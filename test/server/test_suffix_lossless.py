@@ -25,7 +25,7 @@ from sglang_arctic.testing.lossless import (
 )
 from sglang_arctic.testing.server import launch
 
-MAX_NEW_TOKENS = 48
+MAX_NEW_TOKENS = 64
 CONCURRENCY = 8
 WORKLOADS = {"code_edit": 17, "template": 17, "sharegpt": 16}
 COMMON_FLAGS = ["--dtype", "float32", "--disable-radix-cache"]
