@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from sglang_arctic.scheduling.ranker import LengthRanker
 from sglang_arctic.scheduling.trace import TraceWriter, read_traces
 from sglang_arctic.scheduling.train_ranker import TrainParams, evaluate, load_dataset, train
 
@@ -52,7 +53,9 @@ def write(path: Path, records) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--trace", required=True)
-    p.add_argument("--out", required=True, help="ranker file to write (trained on the train split)")
+    p.add_argument("--out", help="ranker file to write (trained on the train split)")
+    p.add_argument("--model", help="evaluate this ranker on every record of --trace instead "
+                   "(a trace of prompts it was not trained on, e.g. a benchmark run's)")
     p.add_argument("--group-size", type=int, default=32)
     p.add_argument("--holdout-every", type=int, default=5, help="hold out every k-th group (k=5: 20%%)")
     p.add_argument("--num-rounds", type=int, default=TrainParams.num_rounds)
@@ -60,14 +63,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     # Requests the benchmark sent carry "#"; anything else (warm-up) is left out.
+    if bool(args.out) == bool(args.model):
+        p.error("give exactly one of --out (train and evaluate) and --model (evaluate)")
     records = [r for r in read_traces([args.trace]) if "#" in r.rid and r.finish_reason != "abort"]
-    train_records, held = split(records, args.group_size, args.holdout_every)
-    print(f"{len(records)} records: train {len(train_records)}, held out {len(held)}", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="ltr_ranker_"))
-    train_data = load_dataset([write(work / "train.jsonl", train_records)], group_size=args.group_size)
-    ranker = train(train_data, TrainParams(num_rounds=args.num_rounds))
-    size = ranker.save(args.out)
-    print(f"ranker: {args.out} ({size / 1024:.1f} KiB)", file=sys.stderr)
+    if args.model:
+        train_records, held = [], records
+        ranker = LengthRanker.load(args.model)
+        size = Path(args.model).stat().st_size
+    else:
+        train_records, held = split(records, args.group_size, args.holdout_every)
+        train_data = load_dataset([write(work / "train.jsonl", train_records)],
+                                  group_size=args.group_size)
+        ranker = train(train_data, TrainParams(num_rounds=args.num_rounds))
+        size = ranker.save(args.out)
+        print(f"ranker: {args.out} ({size / 1024:.1f} KiB)", file=sys.stderr)
+    print(f"{len(records)} records: train {len(train_records)}, evaluated {len(held)}", file=sys.stderr)
 
     results = {}
     subsets = {"all": held, **{w: [r for r in held if workload(r.rid) == w]

@@ -128,9 +128,10 @@ async def send_all(base_url: str, label: str, prompts: Sequence[D.Prompt], max_t
                                      connector=connector) as session:
         t0 = time.perf_counter()
 
-        async def one(prompt: D.Prompt, at: float) -> S.RequestResult:
+        async def one(i: int, prompt: D.Prompt, at: float) -> S.RequestResult:
             await asyncio.sleep(max(0.0, at - (time.perf_counter() - t0)))
-            r = await S.send_request(session, base_url, prompt, max_tokens, t0, ignore_eos=False)
+            r = await S.send_request(session, base_url, prompt, max_tokens, t0, ignore_eos=False,
+                                     rid=f"{prompt.id}#{i}")
             done[0] += 1
             if not r.ok:
                 log(f"{label}: {r.prompt_id} failed: {r.error}")
@@ -142,7 +143,7 @@ async def send_all(base_url: str, label: str, prompts: Sequence[D.Prompt], max_t
                 log(f"{label}: {done[0]}/{len(prompts)} done, {time.perf_counter() - t0:.0f} s")
 
         reporter = asyncio.create_task(progress())
-        results = await asyncio.gather(*(one(p, a) for p, a in zip(prompts, arrivals)))
+        results = await asyncio.gather(*(one(i, p, a) for i, (p, a) in enumerate(zip(prompts, arrivals))))
         reporter.cancel()
         return time.perf_counter() - t0, list(results)
 
