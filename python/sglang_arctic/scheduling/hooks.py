@@ -35,6 +35,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional
 
+from sglang.srt.constants import HEALTH_CHECK_RID_PREFIX
+
 from sglang_arctic.config import ArcticConfig
 from sglang_arctic.scheduling.features import FEATURE_VERSION, RequestInfo
 from sglang_arctic.scheduling.order import RankOrder, StarvationRule
@@ -80,15 +82,17 @@ class SchedulingRuntime:
     # -- requests ----------------------------------------------------------------
 
     def view(self, req) -> RequestView:
-        from sglang_arctic.scheduling.scorers import RequestView
-
         view = self.views.get(req.rid)
         if view is None:
             if len(self.views) >= MAX_VIEWS:
                 self.views.clear()
-            view = RequestView(self._request_info(req), req.origin_input_ids)
-            self.views[req.rid] = view
+            view = self.views[req.rid] = self._new_view(req)
         return view
+
+    def _new_view(self, req) -> RequestView:
+        from sglang_arctic.scheduling.scorers import RequestView
+
+        return RequestView(self._request_info(req), req.origin_input_ids)
 
     def _request_info(self, req) -> RequestInfo:
         # SGLang's Req keeps only the prompt's token ids: decode them, once per
@@ -120,15 +124,11 @@ class SchedulingRuntime:
             )
 
     def record_finished(self, req) -> None:
-        from sglang.srt.constants import HEALTH_CHECK_RID_PREFIX
-
         view = self.views.pop(req.rid, None)
         # Health probes (/health_generate) are the server's traffic, not the deployment's.
         if self.writer is None or str(req.rid).startswith(HEALTH_CHECK_RID_PREFIX):
             return
-        if view is None:
-            view = self.view(req)
-            self.views.pop(req.rid, None)
+        view = view or self._new_view(req)
         stats = req.time_stats
         first_token = getattr(stats, "prefill_finished_time", 0.0) or 0.0
         recv = getattr(stats, "scheduler_recv_time", 0.0) or 0.0
