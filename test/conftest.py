@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sglang_arctic.testing.server import launch
+from sglang_arctic.testing.lossless import GREEDY_REFERENCE_FLAGS
+from sglang_arctic.testing.server import launch, start
 
 
 @pytest.fixture(scope="session")
@@ -12,6 +13,30 @@ def arctic_server():
     """`python -m sglang_arctic.launch_server` with no arguments but a port:
     the embedded default model on CPU, our attention backend, our kernels."""
     handle = launch([])
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def greedy_reference_server():
+    """One reference server for every speculative algorithm's lossless test
+    (their modules sort next to each other, so it idles only between them).
+    Returned while it is still loading, so that it loads in parallel with the
+    first speculative server: call ``wait_ready`` before use."""
+    handle = start(GREEDY_REFERENCE_FLAGS)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def suffix_server():
+    """SuffixDecoding with learned length scheduling, shared by the abuse matrix
+    and the SuffixDecoding feature tests. SGLang folds speculative acceptance
+    into its server-wide totals when it logs decode stats (every
+    --decode-log-interval steps, default 40): logged more often so that short
+    requests reach /server_info and the Prometheus metrics."""
+    handle = launch(["--arctic-suffix-decoding", "--arctic-schedule", "ltr",
+                     "--decode-log-interval", "5", "--enable-metrics"], timeout=300)
     yield handle
     handle.stop()
 

@@ -222,13 +222,42 @@ class ArcticConfig:
                   "traffic (works with every --arctic-schedule)."},
     )
 
+    # -- Dynasor reasoning termination (reasoning/) -----------------------------
+    dynasor_requests: bool = field(
+        default=True,
+        metadata={"help": "Accept the per-request 'dynasor' object (OpenAI extra_body, "
+                  "native /generate) that switches probe-in-the-middle early exit on."},
+    )
+    dynasor: bool = field(
+        default=False,
+        metadata={"help": "Probe every single-completion request by default (a request "
+                  "opts out with \"dynasor\": false)."},
+    )
+    dynasor_probe_interval: int = field(
+        default=32, metadata={"help": "Dynasor: probe every this many generated tokens."})
+    dynasor_certainty_window: int = field(
+        default=3,
+        metadata={"help": "Dynasor: stop once this many consecutive probe answers agree."},
+    )
+    dynasor_probe_max_tokens: int = field(
+        default=32, metadata={"help": "Dynasor: tokens a probe may generate."})
+    dynasor_probe_temperature: float = field(
+        default=0.6, metadata={"help": "Dynasor: probe sampling temperature."})
+    dynasor_probe_top_p: float = field(
+        default=0.95, metadata={"help": "Dynasor: probe top-p."})
+    dynasor_probe_suffix: str = field(
+        default="",
+        metadata={"help": "Dynasor: text appended to the output so far to ask for the "
+                  "current answer; must end inside an open \\boxed{. Empty: the paper's."},
+    )
+
     @classmethod
     def passive(cls) -> "ArcticConfig":
         """The config of a process not started by our launcher (plain `sglang serve`):
         every behaviour-changing feature off, so SGLang behaves exactly as vanilla."""
         return cls(reject_unknown_fields=False, allow_public_bind=True, max_queued_requests=0,
                    queue_timeout=0.0, max_request_bytes=0, max_n=0, drain_timeout=0.0,
-                   local_process_group=False)
+                   local_process_group=False, dynasor_requests=False)
 
     def validate(self) -> "ArcticConfig":
         if self.cpu_kv_tokens < 256:
@@ -283,6 +312,12 @@ class ArcticConfig:
             raise ArcticConfigError(
                 f"--arctic-schedule-max-wait must be >= 0, got {self.schedule_max_wait}"
             )
+        from sglang_arctic.reasoning.settings import DynasorDefaults, DynasorRequestError
+
+        try:
+            DynasorDefaults.from_config(self).settings.check("--arctic-dynasor-")
+        except DynasorRequestError as exc:
+            raise ArcticConfigError(str(exc).replace("_", "-")) from None
         return self
 
     # -- transport -------------------------------------------------------

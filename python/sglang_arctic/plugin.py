@@ -45,6 +45,10 @@ def register() -> None:
 
     register_scheduling_hooks(config)
 
+    from sglang_arctic.reasoning.hooks import register_reasoning_hooks
+
+    register_reasoning_hooks(config)
+
     if _is_http_server_process():
         from sglang_arctic import api
 

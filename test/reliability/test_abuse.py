@@ -1,6 +1,9 @@
 """Abuse on a real server, once per arctic feature in FEATURES: fuzzed request
 bodies and an abort storm. Adding a feature to the matrix is one line in
-FEATURES; each entry launches its own server with those flags."""
+FEATURES: a flag list (a server of its own) or the name of a session server
+fixture of test/conftest.py (shared with other tests: one start fewer).
+Dynasor needs no entry: it is switched on per request, and half of the storm's
+requests (and some fuzzed bodies) carry a ``dynasor`` object on every server."""
 
 from __future__ import annotations
 
@@ -15,30 +18,39 @@ import requests
 
 from sglang_arctic.testing.server import launch, requests_in_flight
 
-# feature name -> extra launcher flags
+# feature name -> extra launcher flags, or a session server fixture's name
 FEATURES = {
-    "base": [],
-    # Every landed feature at once (one server start fewer than one entry each):
-    # SuffixDecoding speculation and learned length scheduling.
-    "suffix+ltr": ["--arctic-suffix-decoding", "--arctic-schedule", "ltr"],
+    "base": "arctic_server",
+    # Every landed server-side feature at once (one start fewer than an entry
+    # each): SuffixDecoding speculation and learned length scheduling.
+    "suffix+ltr": "suffix_server",
 }
 FUZZ_BODIES = {"base": 2000, "suffix+ltr": 600}
+STORM_DYNASOR = {"probe_interval": 8, "certainty_window": 3}
 
 PROMPT = "<|im_start|>user\nList the planets of the solar system.<|im_end|>\n<|im_start|>assistant\n"
 
 
 @pytest.fixture(scope="module", params=sorted(FEATURES), ids=sorted(FEATURES))
 def feature_server(request):
-    if not FEATURES[request.param]:
-        # No extra flags: the session's default server (one start fewer).
-        server = request.getfixturevalue("arctic_server")
+    entry = FEATURES[request.param]
+    if isinstance(entry, str):
+        server = request.getfixturevalue(entry)
         yield request.param, server
         assert server.alive(), server.log_tail()
         return
-    server = launch(FEATURES[request.param], timeout=300)
+    server = launch(entry, timeout=300)
     yield request.param, server
     assert server.alive(), server.log_tail()
     server.stop()
+
+
+def assert_no_unhandled_exception(server) -> None:
+    """Also what no client saw: an exception in a response's background task
+    (the abort after a client went away) is only in the server's log."""
+    log = server.log_path.read_text(errors="replace")
+    marker = "Exception in ASGI application"
+    assert marker not in log, log[log.index(marker):][:3000]
 
 
 # -- fuzzing --------------------------------------------------------------------
@@ -54,13 +66,13 @@ LENGTH_FIELDS = {"max_new_tokens", "max_tokens", "max_completion_tokens"}
 FIELDS = {
     "/generate": ["text", "input_ids", "sampling_params", "stream", "return_logprob", "logprob_start_len",
                   "top_logprobs_num", "rid", "lora_path", "return_text_in_logprobs", "session_params",
-                  "custom_logit_processor", "bootstrap_host", "data_parallel_rank", "priority"],
+                  "custom_logit_processor", "bootstrap_host", "data_parallel_rank", "priority", "dynasor"],
     "/v1/completions": ["prompt", "model", "n", "best_of", "echo", "logprobs", "stop", "seed", "suffix",
                         "temperature", "top_p", "logit_bias", "stream", "stream_options", "regex", "ebnf",
-                        "json_schema", "presence_penalty", "frequency_penalty", "min_tokens", "user"],
+                        "json_schema", "presence_penalty", "frequency_penalty", "min_tokens", "user", "dynasor"],
     "/v1/chat/completions": ["messages", "model", "n", "stop", "seed", "tools", "tool_choice", "logprobs",
                              "top_logprobs", "response_format", "temperature", "top_p", "logit_bias",
-                             "stream", "stream_options", "reasoning_effort", "min_tokens"],
+                             "stream", "stream_options", "reasoning_effort", "min_tokens", "dynasor"],
 }
 SAMPLING_FIELDS = ["temperature", "top_p", "top_k", "min_p", "stop", "stop_token_ids", "n", "regex",
                    "json_schema", "ebnf", "ignore_eos", "skip_special_tokens", "frequency_penalty",
@@ -127,6 +139,7 @@ def test_fuzzed_bodies_get_4xx_or_2xx_never_5xx(feature_server):
     # Pass: 0 5xx, 0 connection errors, every answer within 60 s, the server alive and serving.
     assert bad == [], f"{len(bad)} of {len(results)} bodies broke the server: {bad[:5]}"
     assert server.alive(), server.log_tail()
+    assert_no_unhandled_exception(server)
     r = requests.post(server.base_url + "/generate", timeout=60, json=BASE_BODIES["/generate"])
     assert r.status_code == 200, r.text
 
@@ -151,6 +164,8 @@ def test_abort_storm_leaves_no_hung_or_leaked_request(feature_server):
             stream = r_.random() < 0.7
             body = {"text": PROMPT, "stream": stream,
                     "sampling_params": {"max_new_tokens": r_.choice([8, 32, 128]), "temperature": 0.7}}
+            if r_.random() < 0.5:
+                body["dynasor"] = STORM_DYNASOR  # probes to cancel along with their request
             try:
                 with requests.post(url + "/generate", json=body, stream=True, timeout=120) as r:
                     t0 = time.monotonic()
@@ -182,3 +197,4 @@ def test_abort_storm_leaves_no_hung_or_leaked_request(feature_server):
     assert requests_in_flight(url) == 0
     r = requests.post(url + "/generate", timeout=60, json=BASE_BODIES["/generate"])
     assert r.status_code == 200, r.text
+    assert_no_unhandled_exception(server)

@@ -22,11 +22,12 @@ PROMPT = "<|im_start|>user\nCount from one to fifty in words.<|im_end|>\n<|im_st
 @pytest.fixture(scope="module")
 def guarded():
     """Two running slots and a queue of four, so that a burst really overflows;
-    an API key, so that every route's key check can be tested."""
+    an API key, so that every route's key check can be tested. The module's
+    last test kills its scheduler (one server start fewer than a server of
+    its own)."""
     server = launch(["--api-key", API_KEY, "--max-running-requests", "2",
                      "--arctic-max-queued-requests", "4"], timeout=300)
     yield server
-    assert server.alive(), server.log_tail()
     server.stop()
 
 
@@ -117,7 +118,7 @@ def test_every_non_health_route_refuses_a_missing_key(guarded):
 def _start_stream(url, max_new_tokens, results, key):
     def run():
         try:
-            with requests.post(url + "/generate", stream=True, timeout=120, json={
+            with requests.post(url + "/generate", stream=True, timeout=120, headers=AUTH, json={
                 "text": PROMPT, "stream": True,
                 "sampling_params": {"temperature": 0, "max_new_tokens": max_new_tokens, "ignore_eos": True},
             }) as r:
@@ -140,8 +141,10 @@ def _wait_exit(process: subprocess.Popen, timeout: float) -> float:
     return time.monotonic() - t0
 
 
-def test_killed_scheduler_takes_the_server_down_with_an_error():
-    server = launch([], timeout=300)
+def test_killed_scheduler_takes_the_server_down_with_an_error(guarded):
+    # Runs last in this module: the other tests need the server alive.
+    server = guarded
+    assert server.alive(), server.log_tail()
     try:
         url = server.base_url
         results: dict = {}

@@ -38,6 +38,7 @@ BAD_REQUESTS = [
     ("rid-list-for-one-prompt", "/generate",
      b'{"text": "hi", "rid": ["a", "b"], "sampling_params": {"max_new_tokens": 2}}', "rid"),
     ("empty-prompt-generate", "/generate", b'{"text": "", "sampling_params": {"max_new_tokens": 2}}', "empty"),
+    ("empty-sampling-params-list", "/generate", b'{"text": "hi", "sampling_params": []}', "fit together"),
     ("empty-prompt-completions", "/v1/completions",
      b'{"model": "default", "prompt": "", "max_tokens": 2}', "empty"),
     ("sampling-param-named-empty", "/generate",

@@ -22,7 +22,7 @@ from sglang_arctic.scheduling.features import NUM_FEATURES, RequestInfo, featuri
 from sglang_arctic.scheduling.ranker import LengthRanker
 from sglang_arctic.scheduling.scorers import DEFAULT_RANKER
 from sglang_arctic.scheduling.trace import TraceRecord, prompt_digest, read_traces
-from sglang_arctic.testing.server import launch, run_to_exit
+from sglang_arctic.testing.server import launch_together, run_to_exit
 
 QUEUED_TOKENS = 4  # each queued request's length: the order, not the work, is tested
 BLOCKER_TOKENS = 40
@@ -92,21 +92,32 @@ def _body(k: int, rid: str | None = None) -> dict:
 
 
 @pytest.fixture(scope="module")
-def oracle_server(tmp_path_factory):
+def servers(tmp_path_factory):
+    """The oracle server (exact expected orders) and the default ranker's,
+    started together (they load in parallel)."""
     folder = tmp_path_factory.mktemp("oracle")
     _oracle_trace(folder / "oracle.jsonl", {1: 500, 2: 10, 3: 300, 4: 50, 5: 200,
                                             10: 5000, **{k: k for k in range(11, 17)}})
     trace = folder / "served.jsonl"
     # Starvation after 5 rounds: the 6-request order test ends before anyone
     # starves, and the 7-request starvation test does not.
-    server = launch(["--max-running-requests", "1", "--arctic-schedule", "oracle",
-                     "--arctic-schedule-oracle-trace", str(folder / "oracle.jsonl"),
-                     "--arctic-schedule-starvation-steps", "5",
-                     "--arctic-schedule-promotion-steps", "1",
-                     "--arctic-schedule-trace", str(trace)], timeout=300)
-    yield server, trace
-    assert server.alive(), server.log_tail()
-    server.stop()
+    oracle, ranked = launch_together(
+        ["--max-running-requests", "1", "--arctic-schedule", "oracle",
+         "--arctic-schedule-oracle-trace", str(folder / "oracle.jsonl"),
+         "--arctic-schedule-starvation-steps", "5",
+         "--arctic-schedule-promotion-steps", "1",
+         "--arctic-schedule-trace", str(trace)],
+        ["--max-running-requests", "1", "--arctic-schedule", "ltr"])
+    yield (oracle, trace), ranked
+    alive = {"oracle": oracle.alive(), "ltr": ranked.alive()}
+    oracle.stop()
+    ranked.stop()
+    assert all(alive.values()), (alive, oracle.log_tail(), ranked.log_tail())
+
+
+@pytest.fixture(scope="module")
+def oracle_server(servers):
+    return servers[0]
 
 
 def test_queued_requests_are_served_shortest_first_and_unknown_ones_fcfs(oracle_server):
@@ -171,7 +182,7 @@ def _chat(text: str) -> str:
     return f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def test_default_ranker_serves_predicted_short_requests_first():
+def test_default_ranker_serves_predicted_short_requests_first(servers):
     ranker = LengthRanker.load(DEFAULT_RANKER)
     from transformers import AutoTokenizer
 
@@ -186,18 +197,15 @@ def test_default_ranker_serves_predicted_short_requests_first():
 
     # The premise: the shipped ranker separates these prompts clearly.
     assert min(map(score, SHORT_PROMPTS)) > max(map(score, LONG_PROMPTS))
-    server = launch(["--max-running-requests", "1", "--arctic-schedule", "ltr"], timeout=300)
-    try:
-        bodies = {}
-        # Long ones arrive first: FCFS would serve them first.
-        for name, text in [("long0", LONG_PROMPTS[0]), ("long1", LONG_PROMPTS[1]),
-                           ("short0", SHORT_PROMPTS[0]), ("short1", SHORT_PROMPTS[1])]:
-            bodies[name] = {"text": _chat(text), "sampling_params": {
-                "max_new_tokens": QUEUED_TOKENS, "ignore_eos": True, "temperature": 0}}
-        order = _finish_order(server.base_url, bodies)
-        assert server.alive(), server.log_tail()
-    finally:
-        server.stop()
+    server = servers[1]
+    bodies = {}
+    # Long ones arrive first: FCFS would serve them first.
+    for name, text in [("long0", LONG_PROMPTS[0]), ("long1", LONG_PROMPTS[1]),
+                       ("short0", SHORT_PROMPTS[0]), ("short1", SHORT_PROMPTS[1])]:
+        bodies[name] = {"text": _chat(text), "sampling_params": {
+            "max_new_tokens": QUEUED_TOKENS, "ignore_eos": True, "temperature": 0}}
+    order = _finish_order(server.base_url, bodies)
+    assert server.alive(), server.log_tail()
     assert set(order[:2]) == {"short0", "short1"}, order
 
 

@@ -15,7 +15,7 @@ import requests
 
 from sglang_arctic.compat import PLUGIN_TRACE_ENV
 from sglang_arctic.models.default_model import materialize
-from sglang_arctic.testing.server import VANILLA_LAUNCHER, launch
+from sglang_arctic.testing.server import VANILLA_LAUNCHER, start
 
 PROMPTS = [
     "The capital of France is",
@@ -70,18 +70,23 @@ def _observe(handle):
 
 @pytest.fixture(scope="module")
 def observations(tmp_path_factory):
-    seen = {}
-    for name, plugins in (("vanilla", "none"), ("plugin", "sglang_arctic")):
-        trace = tmp_path_factory.mktemp(name) / "plugin-trace.txt"
-        env = {"SGLANG_USE_CPU_ENGINE": "1", "SGLANG_PLUGINS": plugins,
-               PLUGIN_TRACE_ENV: str(trace)}
-        handle = launch(_flags(), launcher=VANILLA_LAUNCHER, env=env)
-        try:
-            seen[name] = _observe(handle)
-        finally:
+    """Both servers start together (they load in parallel) and are observed one
+    after the other (one busy server at a time)."""
+    seen, servers = {}, {}
+    try:
+        for name, plugins in (("vanilla", "none"), ("plugin", "sglang_arctic")):
+            trace = tmp_path_factory.mktemp(name) / "plugin-trace.txt"
+            env = {"SGLANG_USE_CPU_ENGINE": "1", "SGLANG_PLUGINS": plugins,
+                   PLUGIN_TRACE_ENV: str(trace)}
+            servers[name] = (start(_flags(), launcher=VANILLA_LAUNCHER, env=env), trace)
+        for name, (handle, trace) in servers.items():
+            seen[name] = _observe(handle.wait_ready(300))
             handle.stop()
-        lines = trace.read_text().splitlines() if trace.exists() else []
-        seen[name + "_plugin_pids"] = {line.split()[0] for line in lines}
+            lines = trace.read_text().splitlines() if trace.exists() else []
+            seen[name + "_plugin_pids"] = {line.split()[0] for line in lines}
+    finally:
+        for handle, _ in servers.values():
+            handle.stop()
     return seen
 
 

@@ -1,7 +1,7 @@
 """ARCTIC_SUFFIX with the request features a user combines it with: sampled
 decoding, streaming, n > 1, stop strings, structured output (regex / JSON
 schema), a prompt near the context limit, and a bad request; the server
-keeps serving throughout. Lossless greedy decoding is test_suffix_lossless.py."""
+keeps serving throughout. Lossless greedy decoding is test_spec_lossless_suffix.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import openai
 import pytest
 import requests
 
-from sglang_arctic.testing.server import launch
 
 COPY_PROMPT = (
     "<|im_start|>user\nCopy this list exactly: apple, banana, cherry, apple, banana, cherry, "
@@ -21,16 +20,11 @@ COPY_PROMPT = (
 
 
 @pytest.fixture(scope="module")
-def suffix_url():
-    # SGLang folds acceptance into its server-wide totals when it logs decode
-    # stats (every --decode-log-interval steps, default 40); log more often so
-    # the short requests here reach /server_info.
-    # Default verify width (the CPU default); the lossless test uses another.
-    server = launch(["--arctic-suffix-decoding", "--decode-log-interval", "5", "--enable-metrics"],
-                    timeout=300)
-    yield server.base_url
-    assert server.alive(), server.log_tail()
-    server.stop()
+def suffix_url(suffix_server):
+    # The session's SuffixDecoding server (test/conftest.py), at the default
+    # verify width (the CPU default); the lossless test uses another.
+    yield suffix_server.base_url
+    assert suffix_server.alive(), suffix_server.log_tail()
 
 
 def _generate(url, sampling_params, **extra):

@@ -1,8 +1,10 @@
 """Checks SGLang leaves to its scheduler, where a bad value crashes the process.
 
-Hook surface: ``TokenizerManager._validate_one_request`` (HTTP server process)
-runs ``check_generate_request`` first; its ``ValueError`` is SGLang's own 400.
-Found by the fuzzing in ``test/reliability/test_abuse.py``.
+Hook surface (HTTP server process): ``TokenizerManager._validate_one_request``
+runs ``check_generate_request`` first, and ``GenerateReqInput.normalize_batch_and_arguments``
+turns the lookup errors malformed field combinations raise inside it into
+``ValueError``; a ``ValueError`` is SGLang's own 400. Found by the fuzzing in
+``test/reliability/test_abuse.py``.
 """
 
 from __future__ import annotations
@@ -51,8 +53,28 @@ def check_generate_request(obj, input_ids, vocab_size: int) -> None:
         raise ValueError(f"top_logprobs_num must be in [0, {vocab_size}] (the vocabulary size), got {top}.")
 
 
+def _install_normalize_guard() -> None:
+    from sglang.srt.managers.io_struct import GenerateReqInput
+
+    original = GenerateReqInput.normalize_batch_and_arguments
+    if getattr(original, "arctic_checked", False):
+        return
+
+    def normalize_batch_and_arguments(self):
+        try:
+            return original(self)
+        except (IndexError, KeyError, TypeError, AttributeError) as exc:
+            # e.g. "sampling_params": [] fails on sampling_params[0]: a 500 before.
+            raise ValueError(f"The request's fields do not fit together ({type(exc).__name__}: {exc}).") from exc
+
+    normalize_batch_and_arguments.arctic_checked = True
+    GenerateReqInput.normalize_batch_and_arguments = normalize_batch_and_arguments
+
+
 def install() -> None:
     from sglang.srt.managers.tokenizer_manager import TokenizerManager
+
+    _install_normalize_guard()
 
     original = TokenizerManager._validate_one_request
     if getattr(original, "arctic_checked", False):

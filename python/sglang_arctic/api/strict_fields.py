@@ -38,7 +38,8 @@ def _pydantic_field_names(model) -> frozenset[str]:
     return frozenset(names)
 
 
-def known_fields_by_route() -> dict[str, frozenset[str]]:
+def known_fields_by_route(extra: frozenset[str] = frozenset()) -> dict[str, frozenset[str]]:
+    """The fields each checked route accepts; ``extra``: ours, on every route."""
     from sglang.srt.entrypoints.openai.protocol import (
         ChatCompletionRequest,
         CompletionRequest,
@@ -46,9 +47,9 @@ def known_fields_by_route() -> dict[str, frozenset[str]]:
     from sglang.srt.managers.io_struct import GenerateReqInput
 
     return {
-        "/generate": frozenset(f.name for f in dataclasses.fields(GenerateReqInput)),
-        "/v1/completions": _pydantic_field_names(CompletionRequest),
-        "/v1/chat/completions": _pydantic_field_names(ChatCompletionRequest),
+        "/generate": frozenset(f.name for f in dataclasses.fields(GenerateReqInput)) | extra,
+        "/v1/completions": _pydantic_field_names(CompletionRequest) | extra,
+        "/v1/chat/completions": _pydantic_field_names(ChatCompletionRequest) | extra,
     }
 
 

@@ -17,6 +17,11 @@ from typing import Sequence
 
 import requests
 
+# The non-speculative side of check 2, and the base of every speculative
+# server compared with it: fp32 on every CPU, and the radix cache off so that
+# every prompt is prefilled from a cold cache in both runs.
+GREEDY_REFERENCE_FLAGS = ["--dtype", "float32", "--disable-radix-cache"]
+
 # fp32 logits: an exact tie computed twice can differ by rounding only.
 TIE_TOLERANCE = 1e-4
 

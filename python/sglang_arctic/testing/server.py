@@ -42,6 +42,7 @@ class ServerHandle:
     base_url: str
     log_path: Path
     argv: list[str] = field(default_factory=list)
+    ready: bool = False
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -51,6 +52,21 @@ class ServerHandle:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def wait_ready(self, timeout: float = 180.0, ready_path: str = "/health_generate") -> "ServerHandle":
+        """Block until ``ready_path`` answers 200 (at once when it already did);
+        on failure or Ctrl-C the server is stopped."""
+        if self.ready:
+            return self
+        try:
+            _wait_ready(self, ready_path, timeout)
+        except BaseException:
+            # The server runs in its own session, so nothing else would ever
+            # stop it (or the children a failed launcher left behind).
+            self.stop(timeout=5)
+            raise
+        self.ready = True
+        return self
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM the whole process group, then SIGKILL what is left."""
@@ -75,17 +91,17 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def launch(
+def start(
     argv: Sequence[str],
     *,
     port: int | None = None,
     env: Mapping[str, str] | None = None,
-    timeout: float = 180.0,
     launcher: Sequence[str] = ARCTIC_LAUNCHER,
     log_dir: str | None = None,
-    ready_path: str = "/health_generate",
 ) -> ServerHandle:
-    """Start ``launcher + argv --port PORT``; return once ``ready_path`` answers 200."""
+    """Start ``launcher + argv --port PORT`` and return at once; ``wait_ready``
+    before use. Servers started together load in parallel (most of a start is
+    single-threaded imports, so two starts on two cores take little longer than one)."""
     port = port or free_port()
     full_argv = list(launcher) + list(argv) + ["--port", str(port)]
     log_file = tempfile.NamedTemporaryFile(
@@ -101,15 +117,35 @@ def launch(
         env=child_env,
         start_new_session=True,
     )
-    handle = ServerHandle(process, f"http://127.0.0.1:{port}", Path(log_file.name), full_argv)
+    return ServerHandle(process, f"http://127.0.0.1:{port}", Path(log_file.name), full_argv)
+
+
+def launch(
+    argv: Sequence[str],
+    *,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 180.0,
+    launcher: Sequence[str] = ARCTIC_LAUNCHER,
+    log_dir: str | None = None,
+    ready_path: str = "/health_generate",
+) -> ServerHandle:
+    """Start ``launcher + argv --port PORT``; return once ``ready_path`` answers 200."""
+    handle = start(argv, port=port, env=env, launcher=launcher, log_dir=log_dir)
+    return handle.wait_ready(timeout, ready_path)
+
+
+def launch_together(*argvs: Sequence[str], timeout: float = 300.0, **kwargs) -> list[ServerHandle]:
+    """``launch`` several servers at once; if one fails, all are stopped."""
+    handles = [start(argv, **kwargs) for argv in argvs]
     try:
-        _wait_ready(handle, ready_path, timeout)
+        for handle in handles:
+            handle.wait_ready(timeout)
     except BaseException:
-        # Also on Ctrl-C: the server runs in its own session, so nothing else
-        # would ever stop it (or the children a failed launcher left behind).
-        handle.stop(timeout=5)
+        for handle in handles:
+            handle.stop(timeout=5)
         raise
-    return handle
+    return handles
 
 
 def _wait_ready(handle: ServerHandle, ready_path: str, timeout: float) -> None:

@@ -1,6 +1,6 @@
 """The SGLang-facing half of ARCTIC_SUFFIX without a server: NGRAM's draft
 layout, the request bookkeeping, the context-length bound and the launcher
-shorthand. The end-to-end checks are in test/server/test_suffix_lossless.py."""
+shorthand. The end-to-end checks are in test/server/test_spec_lossless_suffix.py."""
 
 from __future__ import annotations
 

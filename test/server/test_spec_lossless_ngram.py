@@ -20,15 +20,15 @@ import pytest
 import requests
 
 from sglang_arctic.testing.lossless import (
+    GREEDY_REFERENCE_FLAGS,
     divergences_not_at_ties,
     generate_greedy,
     greedy_choice_violations,
 )
-from sglang_arctic.testing.server import launch
+from sglang_arctic.testing.server import start
 
 MAX_NEW_TOKENS = 64
 
-COMMON_FLAGS = ["--dtype", "float32", "--disable-radix-cache"]
 SPEC_FLAGS = [
     "--speculative-algorithm", "NGRAM",
     "--speculative-num-draft-tokens", "8",
@@ -74,17 +74,20 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def runs(request):
-    """Speculative and reference outputs, servers started one after the other
-    (two CPU servers at once would slow each other down badly)."""
+def runs(greedy_reference_server):
+    """Speculative outputs, then the shared reference server's (one server
+    generates at a time: two busy CPU servers slow each other down badly)."""
     out = {}
-    for name, flags in (("spec", COMMON_FLAGS + SPEC_FLAGS), ("ref", COMMON_FLAGS)):
-        server = launch(flags, timeout=300)
-        try:
-            out[name] = generate_greedy(server.base_url, PROMPTS, MAX_NEW_TOKENS, len(PROMPTS))
-            out[name + "_info"] = requests.get(server.base_url + "/get_server_info", timeout=30).json()
-        finally:
-            server.stop()
+    server = start(GREEDY_REFERENCE_FLAGS + SPEC_FLAGS)
+    try:
+        server.wait_ready(300)
+        out["spec"] = generate_greedy(server.base_url, PROMPTS, MAX_NEW_TOKENS, len(PROMPTS))
+        out["spec_info"] = requests.get(server.base_url + "/get_server_info", timeout=30).json()
+    finally:
+        server.stop()
+    reference = greedy_reference_server.wait_ready(300)
+    out["ref"] = generate_greedy(reference.base_url, PROMPTS, MAX_NEW_TOKENS, len(PROMPTS))
+    out["ref_info"] = requests.get(reference.base_url + "/get_server_info", timeout=30).json()
     return out
 
 
