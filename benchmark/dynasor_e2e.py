@@ -41,8 +41,12 @@ import requests  # noqa: E402
 
 from benchmark import datasets as D  # noqa: E402
 
-INSTRUCTION = ("Solve the following math problem step by step. At the end, give the final answer "
-               "as \\boxed{{answer}}.\n\n{question}")
+# No placeholder inside the box: the small model copies it, and its probes
+# then agree on the word (a first run ended 27 of 32 requests on "answer").
+INSTRUCTION = ("Solve the following math problem step by step. At the end, write the final number "
+               "inside \\boxed{{}}.\n\n{question}")
+
+
 def dynasor_field(mode: str):
     if mode == "plain":
         return None

@@ -19,7 +19,8 @@ base), the probe history is replayed through the live stop rule
   transcript's end); tokens saved = transcript tokens after it;
 - answer: the agreed answer at the exit, else the probe at the end
   ("reading the full transcript");
-- accuracy: answers equivalent to CHAMP's ``_answer`` (``answers_equivalent``).
+- accuracy: answers equivalent (``answers_equivalent``) to CHAMP's ``_answer``, or to one of
+  the forms it lists ("C(10, 5), or equivalently 252").
 
 The oracle exit of a transcript is the earliest probe point after which every
 later probe (the end included) returns the end probe's answer; its savings
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -104,7 +106,8 @@ def probe_transcript(url: str, tokenizer, transcript: Transcript, settings, base
     from sglang_arctic.reasoning.probe_loop import probe_sampling_params
 
     messages = [{"role": "system", "content": transcript.system}, {"role": "user", "content": transcript.user}]
-    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    prompt_text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prompt_ids = tokenizer.encode(prompt_text, add_special_tokens=False)
     cot_ids = tokenizer.encode(transcript.chain_of_thought, add_special_tokens=False)
     suffix_ids = tokenizer.encode(settings.probe_suffix, add_special_tokens=False)
     result = ProbedTranscript(transcript.id, transcript.truth, len(cot_ids))
@@ -113,7 +116,8 @@ def probe_transcript(url: str, tokenizer, transcript: Transcript, settings, base
         body = {"input_ids": list(prompt_ids) + cot_ids[:position] + suffix_ids,
                 "sampling_params": probe_sampling_params(settings)}
         resp = requests.post(url + "/generate", json=body, timeout=600)
-        resp.raise_for_status()
+        if resp.status_code != 200:
+            raise RuntimeError(f"probe of {transcript.id} at {position}: {resp.status_code} {resp.text[:300]}")
         out = resp.json()
         result.positions.append(position)
         result.texts.append(out["text"])
@@ -162,11 +166,22 @@ def oracle_exit(t: ProbedTranscript, base_interval: int) -> int:
     return exit_at
 
 
-def evaluate(probed: Sequence[ProbedTranscript], base_interval: int) -> dict:
+_ALTERNATIVE_SEPARATORS = re.compile(r",? or (?:equivalently|approximately|simply)?\s*|;\s*")
+
+
+def matches_truth(answer: str, truth: str) -> bool:
+    """CHAMP states some answers in several forms ("C(10, 5), or equivalently
+    252"; "5/14, or approximately 35.7%"): any one of them counts."""
     from sglang_arctic.reasoning.answers import answers_equivalent
 
+    forms = [truth] + [f.strip(" .") for f in _ALTERNATIVE_SEPARATORS.split(truth) if f.strip(" .")]
+    return any(answers_equivalent(answer, form) for form in forms)
+
+
+def evaluate(probed: Sequence[ProbedTranscript], base_interval: int) -> dict:
+
     total = sum(t.tokens for t in probed)
-    full_correct = sum(answers_equivalent(t.answers[-1], t.truth) for t in probed)
+    full_correct = sum(matches_truth(t.answers[-1], t.truth) for t in probed)
     oracle_saved = sum(t.tokens - oracle_exit(t, base_interval) for t in probed)
     settings = []
     for interval in INTERVALS:
@@ -175,7 +190,7 @@ def evaluate(probed: Sequence[ProbedTranscript], base_interval: int) -> dict:
         for window in WINDOWS:
             runs = [replay(t, interval, window) for t in probed]
             saved = sum(t.tokens - pos for t, (pos, _, _) in zip(probed, runs))
-            correct = sum(answers_equivalent(ans, t.truth) for t, (_, ans, _) in zip(probed, runs))
+            correct = sum(matches_truth(ans, t.truth) for t, (_, ans, _) in zip(probed, runs))
             settings.append(SettingResult(
                 interval, window, exited=sum(pos < t.tokens for t, (pos, _, _) in zip(probed, runs)),
                 tokens_saved_pct=100.0 * saved / total, accuracy_pct=100.0 * correct / len(probed),
@@ -221,7 +236,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--probe-temperature", type=float, default=None,
                         help="override the probes' temperature (default: the server default, 0.6)")
     parser.add_argument("--json", type=Path, help="write the summary and every probe here")
+    parser.add_argument("--evaluate", type=Path,
+                        help="no probing: re-evaluate the probes saved in this --json file")
     args = parser.parse_args(argv)
+    if args.evaluate:
+        saved = json.loads(args.evaluate.read_text())
+        probed = [ProbedTranscript(**t) for t in saved["probed"]]
+        summary = {**saved["summary"], **evaluate(probed, args.base_interval)}
+        print(markdown(summary))
+        return 0
 
     from transformers import AutoTokenizer
 

@@ -36,7 +36,7 @@ STRUCTURED_KEYS = ("json_schema", "regex", "ebnf", "structural_tag")
 MULTIMODAL_FIELDS = ("input_embeds", "image_data", "video_data", "audio_data")
 
 
-# The default suffix opens a display, ``\\[ \\boxed{``: once the model closes the
+# The default suffix opens a display, ``\[ \boxed{``: once the model closes the
 # display the answer is complete, and the rest of the probe budget is not spent.
 PROBE_STOP = ["\\]"]
 
@@ -65,13 +65,17 @@ def final_answer_block(answer: str, think_end: Optional[str], text: str) -> str:
     return f"{close}\n\n**Final Answer**\n\\[ \\boxed{{{answer}}} \\]"
 
 
+def is_batch(obj) -> bool:
+    """Whether a (not yet normalized) ``GenerateReqInput`` holds several prompts."""
+    return (isinstance(obj.text, list) or isinstance(obj.sampling_params, list)
+            or bool(obj.input_ids and isinstance(obj.input_ids[0], list)))
+
+
 def ineligible_reason(obj) -> Optional[str]:
     """Why probing cannot apply to this request, or None."""
-    params = obj.sampling_params
-    if isinstance(obj.text, list) or isinstance(params, list) or (
-            obj.input_ids and isinstance(obj.input_ids[0], list)):
+    if is_batch(obj):
         return "a batch of prompts"
-    params = params or {}
+    params = obj.sampling_params or {}
     if (params.get("n") or 1) > 1:
         return "n > 1 (use one request per sample)"
     if obj.return_logprob:

@@ -20,16 +20,15 @@ from typing import AsyncIterator, Callable, Optional
 
 from sglang_arctic.reasoning.answers import final_answer, majority_answer
 from sglang_arctic.reasoning.certainty import certaindex
+from sglang_arctic.reasoning.probe_loop import is_batch
 from sglang_arctic.reasoning.settings import CertaindexSettings
 
 
 def ineligible_reason(obj) -> Optional[str]:
     """Why a request cannot be a self-consistency program, or None."""
-    params = obj.sampling_params
-    if isinstance(obj.text, list) or isinstance(params, list) or (
-            obj.input_ids and isinstance(obj.input_ids[0], list)):
+    if is_batch(obj):
         return "a batch of prompts"
-    if (params or {}).get("n") not in (None, 1):
+    if (obj.sampling_params or {}).get("n") not in (None, 1):
         return "n (the sample count is certaindex.max_samples)"
     return None  # streaming is refused by the request-field middleware
 
