@@ -22,6 +22,7 @@ import time
 import uuid
 from typing import Any, AsyncIterator, Callable, Optional
 
+from sglang_arctic.api.request_checks import MULTIMODAL_FIELDS
 from sglang_arctic.reasoning.answers import extract_probe_answer, has_hesitation
 from sglang_arctic.reasoning.certainty import ProbeHistory, ProbeRecord
 from sglang_arctic.reasoning.settings import DynasorSettings
@@ -33,7 +34,6 @@ logger = logging.getLogger(__name__)
 PROBE_RID_MARK = "::dynasor-probe-"
 DISCONNECT_POLL_S = 1.0
 STRUCTURED_KEYS = ("json_schema", "regex", "ebnf", "structural_tag")
-MULTIMODAL_FIELDS = ("input_embeds", "image_data", "video_data", "audio_data")
 
 
 # The default suffix opens a display, ``\[ \boxed{``: once the model closes the
