@@ -61,8 +61,10 @@ BASE_BODIES = {
     "/v1/chat/completions": {"model": "default", "messages": [{"role": "user", "content": "hi"}],
                              "max_tokens": 2},
 }
-# Fields whose absence or null means "generate a lot": never removed or nulled.
-LENGTH_FIELDS = {"max_new_tokens", "max_tokens", "max_completion_tokens"}
+# Fields whose absence or null means "generate a lot" (128 tokens by SGLang's
+# default, longer than the 60 s bound under this load on 2 cores): never removed
+# or nulled. A hostile object put in place of sampling_params keeps the length.
+LENGTH_FIELDS = {"max_new_tokens", "max_tokens", "max_completion_tokens", "sampling_params"}
 FIELDS = {
     "/generate": ["text", "input_ids", "sampling_params", "stream", "return_logprob", "logprob_start_len",
                   "top_logprobs_num", "rid", "lora_path", "return_text_in_logprobs", "session_params",
@@ -110,7 +112,12 @@ def mutate(path: str, rng: random.Random) -> bytes:
         if rng.random() < 0.1 and name not in LENGTH_FIELDS:
             target.pop(name, None)
             continue
-        target[name] = rng.choice(hostile_values(rng))
+        value = rng.choice(hostile_values(rng))
+        if name in LENGTH_FIELDS and value is None:
+            continue
+        if name == "sampling_params" and isinstance(value, dict):
+            value = {**value, "max_new_tokens": 2}
+        target[name] = value
     if rng.random() < 0.1:
         body[rng.choice(["max_token", "temprature", "__proto__", "x" * 300])] = 1
     return json.dumps(body, allow_nan=True).encode()
