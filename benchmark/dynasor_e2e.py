@@ -7,7 +7,15 @@ main decoding, a fixed ``--max-tokens``, ``--concurrency`` requests in flight:
 
 - ``plain``: no ``dynasor`` field;
 - ``default``: ``"dynasor": true`` (the server's defaults: interval 32, window 3);
-- a ``saving_effort`` preset name (``mild`` .. ``crazy``).
+- a ``saving_effort`` preset name (``mild`` .. ``crazy``);
+- ``sc-fixed``: self-consistency with a fixed sample count, ``--sc-samples``
+  sampled answers per problem in one wave (``certaindex`` with
+  ``wave_size`` = ``max_samples``, so it never stops early);
+- ``sc-adaptive``: the same budget in waves of ``--sc-wave``, stopped by the
+  Certaindex at ``--sc-threshold``.
+
+Self-consistency samples at ``--sc-temperature``; its answer is the majority
+answer, and its tokens are the sum over the samples used.
 
 Reported per mode: accuracy (the last ``\\boxed{}`` of the output, else its
 last number, against the problem's answer, ``answers_equivalent``), the
@@ -17,6 +25,8 @@ prompt tokens served from the radix cache, and wall time::
 
     .venv/bin/python -m benchmark.dynasor_e2e --num 48 --max-tokens 384 \\
         --modes plain,default,high --json benchmark/results/dynasor/e2e.json
+    .venv/bin/python -m benchmark.dynasor_e2e --num 32 --max-tokens 256 --concurrency 4 \\
+        --modes sc-fixed,sc-adaptive --json benchmark/results/dynasor/e2e_sc.json
 
 A benchmark: it checks nothing.
 """
@@ -53,6 +63,44 @@ def dynasor_field(mode: str):
     if mode == "default":
         return True
     return {"saving_effort": mode}
+
+
+SC_MODES = ("sc-fixed", "sc-adaptive")
+
+
+def run_self_consistency(url: str, prompts: Sequence[str], truths: Sequence[str], mode: str,
+                         args: argparse.Namespace) -> dict:
+    from sglang_arctic.reasoning.answers import answers_equivalent
+
+    wave = args.sc_samples if mode == "sc-fixed" else args.sc_wave
+    program = {"max_samples": args.sc_samples, "wave_size": wave, "threshold": args.sc_threshold}
+
+    def one(text: str) -> list:
+        body = {"text": text, "certaindex": program,
+                "sampling_params": {"max_new_tokens": args.max_tokens, "temperature": args.sc_temperature}}
+        resp = requests.post(url + "/generate", json=body, timeout=3600)
+        resp.raise_for_status()
+        return resp.json()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        outs = list(pool.map(one, prompts))
+    wall = time.monotonic() - started
+    reports = [samples[0]["meta_info"]["certaindex"] for samples in outs]
+    tokens = [sum(s["meta_info"]["completion_tokens"] for s in samples) for samples in outs]
+    correct = sum(answers_equivalent(r["answer"], truth) for r, truth in zip(reports, truths))
+    return {
+        "mode": mode,
+        "requests": len(outs),
+        "accuracy_pct": 100.0 * correct / len(outs),
+        "generated_tokens_mean": statistics.mean(tokens),
+        "generated_tokens_total": sum(tokens),
+        "stopped_early": sum(r["stopped_early"] for r in reports),
+        "samples_per_request": statistics.mean(r["samples"] for r in reports),
+        "certaindex_mean": statistics.mean(r["certaindex"] for r in reports),
+        "wall_s": wall,
+        "answers": [r["answer"] for r in reports],
+    }
 
 
 def run_mode(url: str, prompts: Sequence[str], truths: Sequence[str], mode: str, max_tokens: int,
@@ -101,6 +149,26 @@ def run_mode(url: str, prompts: Sequence[str], truths: Sequence[str], mode: str,
 
 
 def markdown(results: Sequence[dict]) -> str:
+    probing = [r for r in results if r["mode"] not in SC_MODES]
+    programs = [r for r in results if r["mode"] in SC_MODES]
+    return "\n\n".join(table for table in (probing_table(probing), sc_table(programs)) if table)
+
+
+def sc_table(results: Sequence[dict]) -> str:
+    if not results:
+        return ""
+    lines = ["| mode | majority accuracy | samples / problem | tokens / problem | stopped early | "
+             "mean Certaindex | wall time |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['mode']} | {r['accuracy_pct']:.1f}% | {r['samples_per_request']:.2f} | "
+                     f"{r['generated_tokens_mean']:.1f} | {r['stopped_early']}/{r['requests']} | "
+                     f"{r['certaindex_mean']:.2f} | {r['wall_s']:.0f} s |")
+    return "\n".join(lines)
+
+
+def probing_table(results: Sequence[dict]) -> str:
+    if not results:
+        return ""
     lines = ["| mode | accuracy | generated tokens (mean) | stopped early | probes / request | "
              "probe tokens / request | probe prefix cached | wall time |",
              "|---|---|---|---|---|---|---|---|"]
@@ -118,7 +186,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--num", type=int, default=48)
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--modes", default="plain,default")
+    parser.add_argument("--modes", default="plain,default",
+                        help="plain, default, a saving_effort preset, sc-fixed, sc-adaptive (comma-separated)")
+    parser.add_argument("--sc-samples", type=int, default=8, help="self-consistency sample budget")
+    parser.add_argument("--sc-wave", type=int, default=2, help="sc-adaptive wave size")
+    parser.add_argument("--sc-threshold", type=float, default=0.8, help="sc-adaptive Certaindex threshold")
+    parser.add_argument("--sc-temperature", type=float, default=0.7)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -142,7 +215,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         for mode in args.modes.split(","):
             print(f"mode {mode}: {len(prompts)} problems ...", flush=True)
-            results.append(run_mode(url, prompts, truths, mode, args.max_tokens, args.concurrency))
+            if mode in SC_MODES:
+                results.append(run_self_consistency(url, prompts, truths, mode, args))
+            else:
+                results.append(run_mode(url, prompts, truths, mode, args.max_tokens, args.concurrency))
             print(f"  done in {results[-1]['wall_s']:.0f} s", flush=True)
     finally:
         if server is not None:

@@ -229,6 +229,8 @@ class _ChildWatcher:
 def start_server(spec: SystemSpec, port: int, timeout: float, log_dir: str | None):
     from sglang_arctic.testing.server import launch
 
+    if log_dir:
+        os.makedirs(log_dir, exist_ok=True)
     watcher = _ChildWatcher()
     try:
         with watcher:

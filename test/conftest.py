@@ -8,6 +8,12 @@ from sglang_arctic.testing.lossless import GREEDY_REFERENCE_FLAGS
 from sglang_arctic.testing.server import launch, start
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that stop a session server run after every other test (stable
+    order otherwise)."""
+    items.sort(key=lambda item: item.get_closest_marker("ends_session_server") is not None)
+
+
 @pytest.fixture(scope="session")
 def arctic_server():
     """`python -m sglang_arctic.launch_server` with no arguments but a port:

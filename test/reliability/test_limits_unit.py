@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 
 import pytest
 
@@ -245,3 +247,25 @@ def test_unknown_sampling_parameter_names_are_refused():
     for ids in ([-1], [100], [5, 2**40]):
         with pytest.raises(ValueError, match="input_ids"):
             check_generate_request(SimpleNamespace(), ids, 100)
+
+
+def test_drain_deadline_aborts_then_forces_then_kills(monkeypatch):
+    from sglang_arctic.api.limits import DrainDeadline
+
+    monkeypatch.delenv("SGL_FORCE_SHUTDOWN", raising=False)
+    events: list[tuple[str, float]] = []
+    draining = {"on": False}
+    t0 = time.monotonic()
+    deadline = DrainDeadline(0.3, lambda: draining["on"], abort_all=lambda: events.append(("abort", time.monotonic() - t0)),
+                             hard_exit=lambda: events.append(("hard exit", time.monotonic() - t0)),
+                             poll=0.01, force_after=0.2, hard_exit_after=0.5)
+    thread = deadline.start()
+    time.sleep(0.2)
+    assert events == []  # not draining: nothing happens
+    draining["on"] = True
+    t0 = time.monotonic()
+    thread.join(timeout=5)
+    assert [name for name, _ in events] == ["abort", "hard exit"]
+    assert 0.3 <= events[0][1] < 0.5 and 0.8 <= events[1][1] < 1.2, events
+    assert os.environ.get("SGL_FORCE_SHUTDOWN") == "1"  # SGLang's loop told to stop waiting in between
+    monkeypatch.delenv("SGL_FORCE_SHUTDOWN")

@@ -52,6 +52,15 @@ BAD_REQUESTS = [
     ("prompt-longer-than-context", "/generate",
      ('{"text": "' + "hello " * 9000 + '", "sampling_params": {"max_new_tokens": 4}}').encode(),
      "context length"),
+    # Streamed: refused before the first token, a 4xx rather than a 200 carrying an error event.
+    ("empty-prompt-generate-stream", "/generate",
+     b'{"text": "", "stream": true, "sampling_params": {"max_new_tokens": 2}}', "empty"),
+    ("prompt-longer-than-context-stream", "/generate",
+     ('{"text": "' + "hello " * 9000 + '", "stream": true, "sampling_params": {"max_new_tokens": 4}}').encode(),
+     "context length"),
+    ("negative-max-tokens-chat-stream", "/v1/chat/completions",
+     b'{"model": "default", "messages": [{"role": "user", "content": "hi"}], "max_tokens": -3, "stream": true}',
+     "max_new_tokens"),
 ]
 
 

@@ -130,6 +130,9 @@ def test_openai_chat_accepts_extra_body(base_url):
         model="default", messages=messages, max_tokens=64, temperature=0,
         extra_body={"dynasor": {"saving_effort": "crazy", "probe_temperature": 0.0}})
     assert chat.choices[0].finish_reason in ("stop", "length")
+    report = chat.metadata["dynasor"]  # the OpenAI answer's free-form metadata object
+    assert report["probes"] >= 1 and report["probe_tokens"] > 0, report
+    assert 0 < report["generated_tokens"] <= chat.usage.completion_tokens, (report, chat.usage)
     assert "boxed{" not in chat.choices[0].message.content or BLOCK_START in chat.choices[0].message.content
     stream = client.chat.completions.create(
         model="default", messages=messages, max_tokens=64, temperature=0, stream=True,
@@ -205,6 +208,9 @@ def test_dynasor_with_incompatible_options_is_a_400_and_off_is_plain(base_url):
     resp = requests.post(base_url + "/generate", json={
         "text": "hi", "sampling_params": {"max_new_tokens": 2, "n": 2}, "dynasor": True}, timeout=TIMEOUT)
     assert resp.status_code == 400 and "n > 1" in resp.text, resp.text
+    # A stream refused before its first token is a 400 too, not a 200 carrying an error event.
+    streamed = generate(base_url, "hi", True, 2, stream=True, return_logprob=True)
+    assert streamed.status_code == 400 and "logprobs" in streamed.json()["message"], streamed.text
     plain = generate(base_url, COUNTING, False, 8).json()
     assert "dynasor" not in plain["meta_info"]
     assert requests.get(base_url + "/health", timeout=30).status_code == 200

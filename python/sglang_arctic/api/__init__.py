@@ -2,8 +2,9 @@
 
 Hook surface (all in the HTTP server process, by ``install``): two ASGI
 middlewares added to ``sglang.srt.entrypoints.http_server.app`` (request
-limits and the drain, outermost; unknown-field rejection; innermost, the
-``dynasor`` request field of ``reasoning/``), the drain
+limits and the drain, outermost; unknown-field rejection; the ``dynasor``
+request field of ``reasoning/``; innermost, a 4xx status for a native stream
+refused before its first token, ``stream_errors.py``), the drain
 deadline thread, and one check before SGLang's own request validation
 (``request_checks.py``). Launcher-side defaults are ``server_defaults.py``, applied by
 ``sglang_arctic.launch_server``.
@@ -26,6 +27,7 @@ def install(config: ArcticConfig) -> None:
         RequestLimitsMiddleware,
         tokenizer_manager_draining,
     )
+    from sglang_arctic.api.stream_errors import StreamErrorStatusMiddleware
     from sglang_arctic.api.strict_fields import StrictFieldsMiddleware, known_fields_by_route
 
     from sglang_arctic.api import request_checks
@@ -36,10 +38,12 @@ def install(config: ArcticConfig) -> None:
     app.state.arctic_api_installed = True
     request_checks.install()
     # Starlette runs the middleware added last first: limits, then the unknown
-    # field check, then the ``dynasor``/``certaindex`` fields leave the body.
+    # field check, then the ``dynasor``/``certaindex`` fields leave the body;
+    # the stream error status sits next to SGLang's route.
     from sglang_arctic.reasoning.hooks import install_request_field
     from sglang_arctic.reasoning.settings import CERTAINDEX_FIELD, REQUEST_FIELD
 
+    app.add_middleware(StreamErrorStatusMiddleware)
     install_request_field(app, config)
     if config.reject_unknown_fields:
         extra = frozenset([REQUEST_FIELD, CERTAINDEX_FIELD]) if config.dynasor_requests else frozenset()

@@ -13,12 +13,13 @@ middleware closes those gaps:
 * every 503 carries ``Retry-After``.
 
 ``DrainDeadline`` enforces the drain deadline: once SGLang's tokenizer
-manager starts draining it waits ``drain_timeout`` seconds, then makes
-SGLang's own drain loop force the exit (``SGL_FORCE_SHUTDOWN``).
+manager starts draining it waits ``drain_timeout`` seconds, then aborts what
+still runs so that SGLang's own drain loop ends (with backstops).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -198,12 +199,27 @@ def tokenizer_manager_draining() -> bool:
 
 
 class DrainDeadline:
-    """Bounds SGLang's drain: ``timeout`` seconds after it starts, force the exit."""
+    """Bounds SGLang's drain (which waits for in-flight requests with no limit).
 
-    def __init__(self, timeout: float, is_draining: Callable[[], bool], poll: float = 0.25):
+    ``timeout`` seconds after draining starts it aborts whatever still runs:
+    those clients get an aborted answer rather than a cut connection, and
+    SGLang's drain loop (it polls every 5 s) then finds nothing left and shuts
+    down its usual way. Backstops, in case that way is stuck: ``force_after``
+    seconds later SGLang's loop is told to stop waiting (``SGL_FORCE_SHUTDOWN``),
+    and ``hard_exit_after`` seconds after the deadline the process tree is
+    killed and the server exits 1.
+    """
+
+    def __init__(self, timeout: float, is_draining: Callable[[], bool],
+                 abort_all: Callable[[], None] | None = None, hard_exit: Callable[[], None] | None = None,
+                 poll: float = 0.25, force_after: float = 3.0, hard_exit_after: float = 20.0):
         self.timeout = timeout
         self.is_draining = is_draining
+        self.abort_all = abort_all or abort_all_in_flight
+        self.hard_exit = hard_exit or kill_process_tree_and_exit
         self.poll = poll
+        self.force_after = force_after
+        self.hard_exit_after = hard_exit_after
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self._run, name="arctic-drain-deadline", daemon=True)
@@ -215,14 +231,39 @@ class DrainDeadline:
             time.sleep(self.poll)
         logger.info("Draining: new requests get 503; in-flight ones have %.0f s to finish.", self.timeout)
         time.sleep(self.timeout)
-        logger.error("Drain deadline of %.0f s reached with requests still running; forcing the exit.",
-                     self.timeout)
-        # SGLang's drain loop checks this every 5 s and then shuts down
-        # without waiting for the remaining requests (their connections close).
+        logger.error("Drain deadline of %.0f s reached: aborting the requests still running.", self.timeout)
+        try:
+            self.abort_all()
+        except Exception:  # noqa: BLE001 - the backstops below still end the process
+            logger.exception("Could not abort the in-flight requests.")
+        time.sleep(self.force_after)
         os.environ["SGL_FORCE_SHUTDOWN"] = "1"
+        time.sleep(max(0.0, self.hard_exit_after - self.force_after))
+        logger.error("Still up %.0f s after the drain deadline: killing the process tree.", self.hard_exit_after)
+        self.hard_exit()
 
     def _draining(self) -> bool:
         try:
             return self.is_draining()
         except Exception:  # noqa: BLE001 - not started yet
             return False
+
+
+def abort_all_in_flight() -> None:
+    """Abort every request, on the tokenizer manager's own event loop (its
+    scheduler socket is not thread-safe)."""
+    from sglang.srt.entrypoints import http_server
+
+    manager = http_server._global_state.tokenizer_manager
+    manager.event_loop.call_soon_threadsafe(lambda: manager.abort_request(abort_all=True))
+
+
+def kill_process_tree_and_exit(code: int = 1) -> None:
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(children, timeout=5)
+    os._exit(code)

@@ -20,6 +20,12 @@ Hook ledger:
    condition. Why: it is where a probe enters the waiting queue, before its
    prefix is matched. How: ``publish_parent_prefix`` checkpoints the probe's
    running parent into the radix tree. Other requests: a string check.
+4. ``OpenAIServingChat._build_chat_response`` and
+   ``OpenAIServingCompletion._build_completion_response`` (AFTER), HTTP server
+   process, same condition. Why: the OpenAI response models have no place for
+   ``meta_info``; their ``metadata`` object is SGLang's free-form one. How: a
+   probed request's report goes to ``metadata["dynasor"]`` (non-streaming
+   answers; a stream's report is in native ``/generate``'s ``meta_info``).
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 TOKENIZER_MANAGER = "sglang.srt.managers.tokenizer_manager.TokenizerManager"
 SCHEDULER = "sglang.srt.managers.scheduler.Scheduler"
+OPENAI_RESPONSE_BUILDERS = (
+    "sglang.srt.entrypoints.openai.serving_chat.OpenAIServingChat._build_chat_response",
+    "sglang.srt.entrypoints.openai.serving_completions.OpenAIServingCompletion._build_completion_response",
+)
 
 _defaults: Optional[DynasorDefaults] = None
 _think_end_cache: dict[str, Optional[str]] = {}
@@ -110,6 +120,16 @@ def _before_add_request_to_queue(scheduler, req, is_retracted: bool = False):
     return None
 
 
+def _after_build_openai_response(response, serving, request, ret, created):
+    reports = [r["meta_info"]["dynasor"] for r in ret
+               if isinstance(r, dict) and "dynasor" in r.get("meta_info", {})]
+    if not reports or not hasattr(response, "metadata"):
+        return None  # an error response, or nothing was probed
+    # Probing takes one prompt and one choice (batches and n > 1 are never probed).
+    response.metadata = {**(response.metadata or {}), "dynasor": reports[0] if len(reports) == 1 else reports}
+    return response
+
+
 def install_request_field(app, config: ArcticConfig) -> None:
     """Hook 1 (HTTP server process): call before the outer middlewares are added."""
     if not config.dynasor_requests:
@@ -134,4 +154,6 @@ def register_reasoning_hooks(config: ArcticConfig) -> None:
                           HookType.AROUND)
     HookRegistry.register(SCHEDULER + "._add_request_to_queue", _before_add_request_to_queue,
                           HookType.BEFORE)
+    for builder in OPENAI_RESPONSE_BUILDERS:
+        HookRegistry.register(builder, _after_build_openai_response, HookType.AFTER)
     _registered = True
