@@ -68,6 +68,26 @@ def dynasor_field(mode: str):
 SC_MODES = ("sc-fixed", "sc-adaptive")
 
 
+def _send_all(one, prompts: Sequence[str], concurrency: int) -> tuple[list, float]:
+    """(every answer in prompt order, wall seconds)."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        outs = list(pool.map(one, prompts))
+    return outs, time.monotonic() - started
+
+
+def _summary(mode: str, correct: int, tokens: Sequence[int], stopped_early: int, wall: float) -> dict:
+    return {
+        "mode": mode,
+        "requests": len(tokens),
+        "accuracy_pct": 100.0 * correct / len(tokens),
+        "generated_tokens_mean": statistics.mean(tokens),
+        "generated_tokens_total": sum(tokens),
+        "stopped_early": stopped_early,
+        "wall_s": wall,
+    }
+
+
 def run_self_consistency(url: str, prompts: Sequence[str], truths: Sequence[str], mode: str,
                          args: argparse.Namespace) -> dict:
     from sglang_arctic.reasoning.answers import answers_equivalent
@@ -82,23 +102,13 @@ def run_self_consistency(url: str, prompts: Sequence[str], truths: Sequence[str]
         resp.raise_for_status()
         return resp.json()
 
-    started = time.monotonic()
-    with ThreadPoolExecutor(args.concurrency) as pool:
-        outs = list(pool.map(one, prompts))
-    wall = time.monotonic() - started
+    outs, wall = _send_all(one, prompts, args.concurrency)
     reports = [samples[0]["meta_info"]["certaindex"] for samples in outs]
     tokens = [sum(s["meta_info"]["completion_tokens"] for s in samples) for samples in outs]
     correct = sum(answers_equivalent(r["answer"], truth) for r, truth in zip(reports, truths))
-    return {
-        "mode": mode,
-        "requests": len(outs),
-        "accuracy_pct": 100.0 * correct / len(outs),
-        "generated_tokens_mean": statistics.mean(tokens),
-        "generated_tokens_total": sum(tokens),
-        "stopped_early": sum(r["stopped_early"] for r in reports),
+    return _summary(mode, correct, tokens, sum(r["stopped_early"] for r in reports), wall) | {
         "samples_per_request": statistics.mean(r["samples"] for r in reports),
         "certaindex_mean": statistics.mean(r["certaindex"] for r in reports),
-        "wall_s": wall,
         "answers": [r["answer"] for r in reports],
     }
 
@@ -116,10 +126,7 @@ def run_mode(url: str, prompts: Sequence[str], truths: Sequence[str], mode: str,
         resp.raise_for_status()
         return resp.json()
 
-    started = time.monotonic()
-    with ThreadPoolExecutor(concurrency) as pool:
-        outs = list(pool.map(one, prompts))
-    wall = time.monotonic() - started
+    outs, wall = _send_all(one, prompts, concurrency)
     generated, probes, probe_tokens, early, correct = [], [], [], 0, 0
     cached = prompt = 0
     for out, truth in zip(outs, truths):
@@ -133,17 +140,10 @@ def run_mode(url: str, prompts: Sequence[str], truths: Sequence[str], mode: str,
             cached += report["probe_cached_tokens"]
             prompt += report["probe_prompt_tokens"]
         correct += answers_equivalent(final_answer(out["text"]), truth)
-    return {
-        "mode": mode,
-        "requests": len(outs),
-        "accuracy_pct": 100.0 * correct / len(outs),
-        "generated_tokens_mean": statistics.mean(generated),
-        "generated_tokens_total": sum(generated),
-        "stopped_early": early,
+    return _summary(mode, correct, generated, early, wall) | {
         "probes_per_request": statistics.mean(probes) if probes else 0.0,
         "probe_tokens_per_request": statistics.mean(probe_tokens) if probe_tokens else 0.0,
         "probe_cached_fraction": cached / prompt if prompt else None,
-        "wall_s": wall,
         "answers": [final_answer(o["text"]) for o in outs],
     }
 
