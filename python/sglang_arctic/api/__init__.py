@@ -1,6 +1,6 @@
 """HTTP-surface hardening that SGLang does not do itself.
 
-Hook surface (all in the HTTP server process, by ``install``): two ASGI
+Hook surface (all in the HTTP server process, by ``install``): ASGI
 middlewares added to ``sglang.srt.entrypoints.http_server.app`` (request
 limits and the drain, outermost; unknown-field rejection; the ``dynasor``
 request field of ``reasoning/``; innermost, a 4xx status for a native stream
