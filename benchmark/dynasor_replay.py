@@ -179,7 +179,6 @@ def matches_truth(answer: str, truth: str) -> bool:
 
 
 def evaluate(probed: Sequence[ProbedTranscript], base_interval: int) -> dict:
-
     total = sum(t.tokens for t in probed)
     full_correct = sum(matches_truth(t.answers[-1], t.truth) for t in probed)
     oracle_saved = sum(t.tokens - oracle_exit(t, base_interval) for t in probed)

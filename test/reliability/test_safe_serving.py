@@ -3,7 +3,6 @@ API keys and a killed scheduler. Each pass figure is written in the test."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -132,15 +131,6 @@ def _start_stream(url, max_new_tokens, results, key):
     return thread
 
 
-def _wait_exit(process: subprocess.Popen, timeout: float) -> float:
-    t0 = time.monotonic()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    return time.monotonic() - t0
-
-
 def test_killed_scheduler_takes_the_server_down_with_an_error(guarded):
     # Runs last in this module: the other tests need the server alive.
     server = guarded
@@ -164,7 +154,7 @@ def test_killed_scheduler_takes_the_server_down_with_an_error(guarded):
             p.kill()
         # Pass: the server exits non-zero within 15 s; the client sees an error or a
         # cut stream within 30 s, not a hang.
-        _wait_exit(server.process, 15)
+        server.wait_exit(15)
         assert server.process.poll() is not None, f"server still up {time.monotonic() - t0:.0f} s later"
         assert server.process.returncode != 0
         thread.join(timeout=30)

@@ -258,12 +258,9 @@ def abort_all_in_flight() -> None:
     manager.event_loop.call_soon_threadsafe(lambda: manager.abort_request(abort_all=True))
 
 
-def kill_process_tree_and_exit(code: int = 1) -> None:
-    import psutil
+def kill_process_tree_and_exit() -> None:
+    from sglang.srt.utils import kill_process_tree
 
-    children = psutil.Process().children(recursive=True)
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-    psutil.wait_procs(children, timeout=5)
-    os._exit(code)
+    with contextlib.suppress(RuntimeError):  # a child not reaped in time: exit anyway
+        kill_process_tree(os.getpid(), include_parent=False, wait_timeout=5)
+    os._exit(1)

@@ -64,19 +64,18 @@ class StreamErrorStatusMiddleware:
                 state = "passing"
                 await send(message)
                 return
-            if held is not None and message["type"] == "http.response.body":
-                chunk = message.get("body", b"")
-                if not chunk and message.get("more_body", False):
-                    return  # an empty keep-alive write: wait for content
-                error = error_from_first_event(chunk)
-                if error is not None:
-                    state = "replaced"
-                    await send_error(send, error[0], error[1], error_type="BadRequestError"
-                                     if error[0] < 500 else "InternalServerError")
-                    return
+            # The start is held: this is the first body chunk.
+            chunk = message.get("body", b"")
+            if not chunk and message.get("more_body", False):
+                return  # an empty keep-alive write: wait for content
+            error = error_from_first_event(chunk)
+            if error is not None:
+                state = "replaced"
+                await send_error(send, error[0], error[1], error_type="BadRequestError"
+                                 if error[0] < 500 else "InternalServerError")
+                return
             state = "passing"
-            if held is not None:
-                await send(held)
+            await send(held)
             await send(message)
 
         await self.app(scope, receive, first_chunk_send)

@@ -68,6 +68,14 @@ class ServerHandle:
         self.ready = True
         return self
 
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` seconds for the launcher to exit on its own;
+        its exit code, or None while it is still up."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM the whole process group, then SIGKILL what is left."""
         if self.process.poll() is None:
