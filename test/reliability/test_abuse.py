@@ -25,7 +25,7 @@ FEATURES = {
     # each): SuffixDecoding speculation and learned length scheduling.
     "suffix+ltr": "suffix_server",
 }
-FUZZ_BODIES = {"base": 2000, "suffix+ltr": 600}
+FUZZ_BODIES = {"base": 2400, "suffix+ltr": 600}  # 3000 in all
 STORM_DYNASOR = {"probe_interval": 8, "certainty_window": 3}
 
 PROMPT = "<|im_start|>user\nList the planets of the solar system.<|im_end|>\n<|im_start|>assistant\n"

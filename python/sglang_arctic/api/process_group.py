@@ -5,9 +5,12 @@ the model runs in one process (tp = pp = 1), and torch's ``TCPStore`` server
 listens on every interface whatever host the URL names: a fresh CPU server
 had its scheduler listening on ``*:<port>`` next to a loopback HTTP port. With
 one process there is nobody to rendezvous with, so a ``file://`` store in a
-private temporary folder does the same job without a socket, and gloo's
-per-group sockets are kept on the loopback interface (``GLOO_SOCKET_IFNAME=lo``
-unless set).
+private temporary folder does the same job without a socket. gloo opened a
+listening socket for each of the scheduler's process groups too; with one
+process every collective is the identity, so those groups are built by
+``single_rank_group.py`` instead, which needs no socket: the scheduler listens
+on no port. (``GLOO_SOCKET_IFNAME=lo``, unless set, keeps any gloo group that
+something still creates on the loopback interface.)
 
 Hook surface: ``sglang.srt.distributed.bootstrap._resolve_dist_init_method``
 (AROUND, scheduler processes), registered only with ``--arctic-local-process-group``
@@ -42,8 +45,11 @@ def _resolve_dist_init_method(original, *args, **kwargs) -> str:
         or parallel.tp_size * parallel.pp_size != 1
     ):
         return original(*args, **kwargs)
-    # gloo opens a listening socket per process group on the address the host
-    # name resolves to, which may be a public one; one process needs loopback only.
+    from sglang_arctic.api.single_rank_group import use_for_gloo_in_single_process
+
+    use_for_gloo_in_single_process()
+    # gloo would listen on the address the host name resolves to, which may be
+    # a public one; one process needs loopback only.
     os.environ.setdefault(GLOO_IFNAME_ENV, LOOPBACK_IFNAME)
     # mkdtemp: mode 0700, unique per scheduler process (each DP rank has its own).
     store = Path(tempfile.mkdtemp(prefix="sglang_arctic_pg_")) / "store"
