@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sglang_arctic.testing.lossless import GREEDY_REFERENCE_FLAGS
@@ -12,6 +14,20 @@ def pytest_collection_modifyitems(config, items):
     """Tests that stop a session server run after every other test (stable
     order otherwise)."""
     items.sort(key=lambda item: item.get_closest_marker("ends_session_server") is not None)
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Every test leaves os.environ as it found it. Our launcher code sets
+    SGLang's variables (waiting timeout, forced shutdown) in os.environ when a
+    unit test calls it in-process; servers started later inherit the test
+    process's environment, so a leaked value changed their behaviour (a
+    waiting-timeout kit server ran with 300 s instead of 1 ms)."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

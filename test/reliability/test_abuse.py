@@ -1,9 +1,7 @@
-"""Abuse on a real server, once per arctic feature in FEATURES: fuzzed request
-bodies and an abort storm. Adding a feature to the matrix is one line in
-FEATURES: a flag list (a server of its own) or the name of a session server
-fixture of test/conftest.py (shared with other tests: one start fewer).
-Dynasor needs no entry: it is switched on per request, and half of the storm's
-requests (and some fuzzed bodies) carry a ``dynasor`` object on every server."""
+"""Abuse on a real server, once per arctic feature in the matrix
+(``sglang_arctic.testing.features.FEATURES``): fuzzed request bodies and an
+abort storm. Half of the storm's requests (and some fuzzed bodies) carry a
+``dynasor`` object on every server."""
 
 from __future__ import annotations
 
@@ -16,16 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from sglang_arctic.testing.features import FEATURES
 from sglang_arctic.testing.server import launch, requests_in_flight
 
-# feature name -> extra launcher flags, or a session server fixture's name
-FEATURES = {
-    "base": "arctic_server",
-    # Every landed server-side feature at once (one start fewer than an entry
-    # each): SuffixDecoding speculation and learned length scheduling.
-    "suffix+ltr": "suffix_server",
-}
-FUZZ_BODIES = {"base": 2400, "suffix+ltr": 600}  # 3000 in all
+# 2400 on the default server, 600 on each feature server: 3000 in all today
+FUZZ_BODIES_BASE, FUZZ_BODIES_FEATURE = 2400, 600
 STORM_DYNASOR = {"probe_interval": 8, "certainty_window": 3}
 
 PROMPT = "<|im_start|>user\nList the planets of the solar system.<|im_end|>\n<|im_start|>assistant\n"
@@ -127,7 +120,8 @@ def test_fuzzed_bodies_get_4xx_or_2xx_never_5xx(feature_server):
     feature, server = feature_server
     rng = random.Random(f"fuzz-{feature}")
     paths = sorted(BASE_BODIES)
-    bodies = [(p, mutate(p, rng)) for p in (rng.choice(paths) for _ in range(FUZZ_BODIES[feature]))]
+    count = FUZZ_BODIES_BASE if feature == "base" else FUZZ_BODIES_FEATURE
+    bodies = [(p, mutate(p, rng)) for p in (rng.choice(paths) for _ in range(count))]
 
     def send(item):
         path, body = item

@@ -83,7 +83,13 @@ def test_openai_chat_is_coherent(client):
     model = client.models.list().data[0].id
     out = client.chat.completions.create(
         model=model,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        # One worked example: alone, the question's first token is nearly a
+        # tie ("The" -1.82 against "L" -1.94 nats), and bf16 on CPU flips such
+        # ties with the prefix-cache state (seen after the fuzz tests); with
+        # the example every token of the answer leads by 3 nats or more.
+        messages=[{"role": "user", "content": "What is the capital of Italy?"},
+                  {"role": "assistant", "content": "The capital of Italy is Rome."},
+                  {"role": "user", "content": "What is the capital of France?"}],
         max_tokens=48,
         temperature=0,
     )

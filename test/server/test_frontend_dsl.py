@@ -89,9 +89,14 @@ def test_own_program_is_coherent():
 
     @sgl.function
     def capital(s, country):
+        # A worked first turn makes the answer confident (every token leads by
+        # 3 nats or more): the bare question is a near-tie that bf16 on CPU
+        # flips with the prefix-cache state.
+        s += sgl.user("What is the capital of Italy? Answer in one word.")
+        s += sgl.assistant("Rome")
         s += sgl.user(f"What is the capital of {country}? Answer in one word.")
         s += sgl.assistant(sgl.gen("answer", max_tokens=16, temperature=0))
 
     state = capital.run(country="France")
     assert "Paris" in state["answer"], state["answer"]
-    assert [m["role"] for m in state.messages()] == ["user", "assistant"]
+    assert [m["role"] for m in state.messages()] == ["user", "assistant", "user", "assistant"]

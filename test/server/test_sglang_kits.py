@@ -2,10 +2,10 @@
 
 The kits are unittest mixins that read ``base_url``, ``process`` and ``model``
 from the class; a class-scoped fixture binds a server to them. The
-constrained-decoding kits run once per arctic feature in FEATURES (the same
-pattern as test/reliability/test_abuse.py): adding a feature server is one
-line there, a session fixture's name (shared: no extra start) or a flag list
-(a server of its own, started once for its classes). The timeout kits need
+constrained-decoding kits run once per arctic feature in the matrix
+(``sglang_arctic.testing.features.FEATURES``, shared with
+test/reliability/test_abuse.py); a flag-list entry gets a server of its own,
+started once for its classes. The timeout kits need
 server-wide settings no shared server has: TestTimeouts starts its own.
 """
 
@@ -30,16 +30,8 @@ from sglang.test.kits.matched_stop_kit import MatchedStopMixin
 from sglang.test.kits.pause_generation_kit import PauseResumeInPlaceMixin
 from sglang.test.kits.regex_constrained_kit import RegexConstrainedMixin
 
+from sglang_arctic.testing.features import FEATURES
 from sglang_arctic.testing.server import launch
-
-# feature name -> a session server fixture's name, or extra launcher flags
-FEATURES = {
-    "base": "arctic_server",
-    # Every landed server-side feature at once: SuffixDecoding speculation and
-    # learned length scheduling.
-    "suffix+ltr": "suffix_server",
-}
-
 
 def _bind(cls, server) -> None:
     cls.base_url = server.base_url
