@@ -119,7 +119,6 @@ def _redirect_gloo(original, world_size_of):
             bound.arguments["backend"] = BACKEND_NAME
         return original(*bound.args, **bound.kwargs)
 
-    wrapper.__wrapped_for_single_rank__ = True
     return wrapper
 
 
