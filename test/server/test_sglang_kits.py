@@ -33,6 +33,7 @@ from sglang.test.kits.regex_constrained_kit import RegexConstrainedMixin
 from sglang_arctic.testing.features import FEATURES
 from sglang_arctic.testing.server import launch
 
+
 def _bind(cls, server) -> None:
     cls.base_url = server.base_url
     cls.process = server.process

@@ -56,10 +56,10 @@ def test_source_drafts_the_continuation_of_a_repeated_pattern():
     tokens, mask = source.draft("r", prompt, [], may_draft=True)
     # match "1 2 3" (m = 3): budget floor(3 * 1.0 + 0) = 3 tokens
     assert tokens.tolist() == [3, 4, 5, 6, 0]
+    assert mask.shape == (5, 5)
     # the default factor 2.0: budget 6, capped by the width at 4 (the pattern wraps around)
     wide = SuffixDraftSource(_params(), width=5, max_context_len=1000)
     assert wide.draft("r", prompt, [], may_draft=True)[0].tolist() == [3, 4, 5, 6, 1]
-    assert mask.shape == (5, 5)
     # the committed output goes into the request's tree on the next draft
     tokens, _ = source.draft("r", prompt, [4, 5], may_draft=True)
     assert tokens[0] == 5 and tokens[1] == 6
