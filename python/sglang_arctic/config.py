@@ -165,9 +165,13 @@ class ArcticConfig:
         metadata={"help": "SuffixDecoding: draft budget per matched token (budget = "
                   "floor(match_len * factor + offset); the reference uses 1.0)."},
     )
+    # Offset 4 and tree drafts (the reference: 0 and a path): a short match still
+    # drafts a few branches, which is where chat's acceptance comes from; a
+    # verified position costs ~1% of a CPU step (docs/benchmarks.md, run G).
     suffix_max_spec_offset: float = field(
-        default=0.0,
-        metadata={"help": "SuffixDecoding: draft budget offset (see factor)."},
+        default=4.0,
+        metadata={"help": "SuffixDecoding: draft budget offset (see factor; the reference "
+                  "uses 0)."},
     )
     suffix_min_token_prob: float = field(
         default=0.05,
@@ -175,8 +179,9 @@ class ArcticConfig:
                   "probability is below this (the reference uses 0.1)."},
     )
     suffix_tree_spec: bool = field(
-        default=False,
-        metadata={"help": "SuffixDecoding: draft a tree (several branches) instead of one path."},
+        default=True,
+        metadata={"help": "SuffixDecoding: draft a tree (the most probable continuations, "
+                  "best first) instead of one path (the reference's default)."},
     )
     suffix_max_batch_size: int = field(
         default=64,

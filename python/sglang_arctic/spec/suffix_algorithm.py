@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 ALGORITHM_NAME = "ARCTIC_SUFFIX"
 # NGRAM's batch default: the worker preallocates draft buffers per running request.
 DEFAULT_MAX_RUNNING_REQUESTS = 48
+# How often the worker logs its verify steps (width, accepted, step time, cost fit).
+WIDTH_LOG_INTERVAL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,7 @@ def _worker_class():
             )
             self._step_drafts: list[ProposedDraft] | None = None
             self._last_verify_end: float | None = None
+            self._last_summary = time.perf_counter()
             logger.info("ARCTIC_SUFFIX speculation: %s, verify width up to %d",
                         params, self.max_verify_width)
 
@@ -280,6 +283,9 @@ def _worker_class():
             seconds = None if self._last_verify_end is None else now - self._last_verify_end
             self.width_policy.observe(probs, width, accepted, seconds)
             self._last_verify_end = now
+            if now - self._last_summary >= WIDTH_LOG_INTERVAL_S:
+                self._last_summary = now
+                logger.info("ARCTIC_SUFFIX: %s", self.width_policy.summary())
             self._pad_next_draft_input(result.next_draft_input, len(batch.reqs), width)
             return result
 

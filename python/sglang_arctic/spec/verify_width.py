@@ -91,6 +91,36 @@ class AcceptanceCalibration:
 
 
 @dataclass
+class StepWindow:
+    """Totals over the verify steps since the last summary."""
+
+    steps: int = 0
+    requests: int = 0
+    width: int = 0
+    accepted: int = 0
+    timed_steps: int = 0
+    seconds: float = 0.0
+
+    def add(self, bs: int, width: int, accepted: int, seconds: float | None) -> None:
+        self.steps += 1
+        self.requests += bs
+        self.width += width
+        self.accepted += accepted
+        if seconds is not None:
+            self.timed_steps += 1
+            self.seconds += seconds
+
+    def describe(self) -> str:
+        if not self.steps:
+            return "no verify steps"
+        step_ms = f"{self.seconds / self.timed_steps * 1e3:.1f} ms" if self.timed_steps else "n/a"
+        return (f"{self.steps} verify steps, mean batch {self.requests / self.steps:.1f}, "
+                f"mean width {self.width / self.steps:.2f}, "
+                f"{1 + self.accepted / self.requests:.2f} tokens per request-step, "
+                f"{step_ms} per step")
+
+
+@dataclass
 class VerifyWidthPolicy:
     """Chooses each step's verify width (1 .. ``max_width``); see the module doc."""
 
@@ -99,6 +129,7 @@ class VerifyWidthPolicy:
     explore_every: int = 16
     cost: StepCostModel = field(default_factory=StepCostModel)
     calibration: AcceptanceCalibration = field(default_factory=AcceptanceCalibration)
+    window: StepWindow = field(default_factory=StepWindow)
     _step: int = 0
 
     def choose(self, draft_probs: Sequence[Sequence[float]]) -> int:
@@ -135,3 +166,16 @@ class VerifyWidthPolicy:
         self.calibration.observe(self.predicted_accepted(draft_probs, width), accepted)
         if seconds is not None:
             self.cost.observe(len(draft_probs) * width, seconds)
+        self.window.add(len(draft_probs), width, accepted, seconds)
+
+    def summary(self) -> str:
+        """One line for the server log: the steps since the last summary
+        (which it resets) and the current cost fit and calibration."""
+        fit = self.cost.fit()
+        cost = "not fitted yet" if fit is None else \
+            f"{fit[0] * 1e3:.1f} ms + {fit[1] * 1e3:.2f} ms per verified token"
+        line = (f"{self.window.describe()}; step cost {cost}; "
+                f"acceptance scale {self.calibration.scale:.2f}")
+        self.window = StepWindow()
+        return line
+

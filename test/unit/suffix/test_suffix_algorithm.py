@@ -51,13 +51,16 @@ def test_pack_rejects_bad_drafts():
 
 
 def test_source_drafts_the_continuation_of_a_repeated_pattern():
-    source = SuffixDraftSource(_params(suffix_max_spec_factor=1.0), width=5, max_context_len=1000)
+    # the reference's budget rule and path drafts
+    source = SuffixDraftSource(_params(suffix_max_spec_factor=1.0, suffix_max_spec_offset=0.0,
+                                       suffix_tree_spec=False), width=5, max_context_len=1000)
     prompt = [1, 2, 3, 4, 5, 6, 1, 2, 3]
     tokens, mask = source.draft("r", prompt, [], may_draft=True)
     # match "1 2 3" (m = 3): budget floor(3 * 1.0 + 0) = 3 tokens
     assert tokens.tolist() == [3, 4, 5, 6, 0]
     assert mask.shape == (5, 5)
-    # the default factor 2.0: budget 6, capped by the width at 4 (the pattern wraps around)
+    # the defaults (factor 2.0, offset 4, tree): budget 10, capped by the width at 4; the
+    # pattern has one continuation, so the tree is a path (it wraps around)
     wide = SuffixDraftSource(_params(), width=5, max_context_len=1000)
     assert wide.draft("r", prompt, [], may_draft=True)[0].tolist() == [3, 4, 5, 6, 1]
     # the committed output goes into the request's tree on the next draft

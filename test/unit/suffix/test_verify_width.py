@@ -148,3 +148,17 @@ def test_proposed_draft_truncates_to_the_step_width(width):
         p = d.parents[i]
         parent_row = 0 if p < 0 else p + 1
         assert m[i + 1, parent_row]
+
+
+def test_policy_summary_reports_the_window_and_resets_it():
+    policy = _fitted_policy(fixed=0.05, per_token=0.001)
+    assert policy.summary().startswith("no verify steps")
+    policy.observe([[0.9, 0.5], [0.9]], 3, accepted=3, seconds=0.06)
+    policy.observe([[0.9]], 2, accepted=0, seconds=None)
+    line = policy.summary()
+    # 2 steps of 2 and 1 requests; widths 3 and 2; 3 accepted over 3 request-steps;
+    # only the first step was timed
+    assert "2 verify steps, mean batch 1.5, mean width 2.50" in line
+    assert "2.00 tokens per request-step, 60.0 ms per step" in line
+    assert "ms per verified token" in line and "acceptance scale" in line
+    assert policy.summary().startswith("no verify steps")
