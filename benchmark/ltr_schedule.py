@@ -1,6 +1,6 @@
 """Length-scheduling benchmarks (issue 3): traces for the ranker, and queue-order runs.
 
-Two commands, both driving our real server over HTTP with real prompts
+``traces`` and ``run`` drive our real server over HTTP with real prompts
 (``benchmark/datasets.py``), greedy, ``ignore_eos`` off:
 
 ``traces``: serve with ``--arctic-schedule-trace`` and send prompts at a fixed
@@ -22,6 +22,16 @@ run (so ``fcfs`` runs first and always with a trace)::
     .venv/bin/python -m benchmark.ltr_schedule run --dataset sharegpt --num 300 \\
         --max-tokens 512 --max-running 8 --policies fcfs,lpm,ltr,oracle \\
         --json benchmark/results/ltr/burst_sharegpt.json
+
+``refeaturize``: after a change to the ranker's features (``FEATURE_VERSION``),
+recompute a trace's features from the prompts it was recorded on (the same
+dataset arguments as its ``traces`` run; each prompt is checked against the
+record's prompt digest), so the ranker can be retrained without serving the
+prompts again::
+
+    .venv/bin/python -m benchmark.ltr_schedule refeaturize --dataset mixed --num 800 \
+        --seed 101 --max-tokens 512 --trace benchmark/results/ltr/train_traces.jsonl \
+        --out /tmp/train_traces_v2.jsonl
 
 Reported per policy: mean and p90 end-to-end latency, mean TTFT, output
 throughput, the longest wait of any request (its TTFT: time from sending to
@@ -193,6 +203,54 @@ def cmd_traces(args, model_path: str) -> int:
     return 1 if failed else 0
 
 
+def cmd_refeaturize(args, model_path: str) -> int:
+    """Recompute a trace's features with this build (after a ``FEATURE_VERSION``
+    change) from the prompts it was recorded on: the same ``--dataset``,
+    ``--num``, ``--seed`` and ``--exclude`` as its ``traces`` run. Each
+    prompt is tokenized and decoded as the server does and must match the
+    record's prompt digest; output lengths and timings are kept. Records of
+    other requests (the warm-up) are dropped."""
+    from dataclasses import replace
+
+    from transformers import AutoTokenizer
+
+    from sglang_arctic.scheduling.features import FEATURE_VERSION, RequestInfo, featurize
+    from sglang_arctic.scheduling.trace import TraceWriter, prompt_digest, read_traces
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    by_id = {p.id: p for p in load_prompts(args, model_path)}
+    # The scheduler featurizes SGLang's sampling params, which store greedy
+    # decoding as temperature 1.0 (with top_k 1).
+    temperature = args.temperature if args.temperature > 0 else 1.0
+    records = read_traces(args.trace)
+    out = Path(args.out)
+    if out.exists() and out.resolve() == Path(args.trace).resolve():
+        log("--out must not be the input trace")
+        return 2
+    out.write_text("")  # a fresh file: TraceWriter appends
+    written = dropped = 0
+    with TraceWriter(out) as writer:
+        for record in records:
+            prompt = by_id.get(record.rid.rsplit("#", 1)[0])
+            if prompt is None:
+                dropped += 1
+                continue
+            ids = tokenizer(prompt.text)["input_ids"]
+            if prompt_digest(ids) != record.prompt_sha:
+                log(f"{record.rid}: the prompt's tokens differ from the recorded digest "
+                    f"(another dataset, seed or tokenizer than the trace's?)")
+                return 1
+            info = RequestInfo(prompt_text=tokenizer.decode(ids), prompt_tokens=len(ids),
+                               max_new_tokens=record.max_new_tokens,
+                               temperature=temperature, num_stop=0)
+            writer.write(replace(record, feature_version=FEATURE_VERSION,
+                                 features=featurize(info).tolist()))
+            written += 1
+    log(f"{written} records refeaturized (version {FEATURE_VERSION}) into {out}; "
+        f"{dropped} not from these prompts dropped")
+    return 0 if written else 1
+
+
 def cmd_run(args, model_path: str) -> int:
     prompts = load_prompts(args, model_path)
     policies = args.policies.split(",")
@@ -256,7 +314,7 @@ def table(summaries: Sequence[PolicySummary]) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for name in ("traces", "run"):
+    for name in ("traces", "run", "refeaturize"):
         q = sub.add_parser(name)
         q.add_argument("--dataset", default="mixed", choices=sorted(D.LOADERS))
         q.add_argument("--num", type=int, default=300)
@@ -273,6 +331,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     t = sub.choices["traces"]
     t.add_argument("--out", required=True)
     t.add_argument("--concurrency", type=int, default=16)
+    f = sub.choices["refeaturize"]
+    f.add_argument("--trace", required=True, help="a trace recorded by `traces` on these prompts")
+    f.add_argument("--out", required=True)
+    f.add_argument("--temperature", type=float, default=0.0,
+                   help="what the traces run sent (default: greedy, as `traces` sends)")
     r = sub.choices["run"]
     r.add_argument("--policies", default="fcfs,lpm,ltr,oracle")
     r.add_argument("--max-running", type=int, default=8)
@@ -289,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sglang_arctic.models.default_model import materialize
 
         model_path = str(materialize())
-    return cmd_traces(args, model_path) if args.command == "traces" else cmd_run(args, model_path)
+    commands = {"traces": cmd_traces, "run": cmd_run, "refeaturize": cmd_refeaturize}
+    return commands[args.command](args, model_path)
 
 
 if __name__ == "__main__":
