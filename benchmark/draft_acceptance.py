@@ -43,7 +43,8 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
     sys.path.insert(0, str(_HERE.parent))
 
-from benchmark.golden_replay import Stream, accepted_tree, load_streams  # noqa: E402
+from benchmark.golden_replay import (  # noqa: E402
+    Params, Stream, accepted_tree, load_streams, ours_drafter, replay)
 
 NGRAM_TRIE_DEPTH = 18  # SGLang's server defaults for --speculative-algorithm NGRAM
 NGRAM_DRAFT_TOKENS = 12
@@ -91,33 +92,16 @@ class Acceptance:
         return self.tokens / seconds
 
 
-def _advance(stream: Stream, pos: int, token_ids: Sequence[int], parents: Sequence[int]) -> list[int]:
-    """The tokens a perfect verifier commits at ``pos``: the accepted ones plus the bonus."""
-    accepted = accepted_tree(token_ids, parents, stream.output_ids, pos)
-    return stream.output_ids[pos:pos + accepted + 1]
-
-
 def replay_ours(streams: Sequence[Stream], s: SuffixSettings, max_spec_tokens: int,
                 max_depth: int = 64) -> Acceptance:
-    from sglang_arctic.spec.suffix_tree import SuffixCache
-
-    cache = SuffixCache(max_depth=max_depth, max_cached_requests=10_000)
-    steps = drafted = tokens = 0
-    for stream in streams:
-        rid, prompt, pos = stream.id, stream.prompt_ids, 0
-        cache.start_request(rid, prompt)
-        while pos < len(stream.output_ids):
-            context = (prompt + stream.output_ids[:pos])[-max_depth:]
-            d = cache.speculate(rid, context, max_spec_tokens=max_spec_tokens, factor=s.factor,
-                                offset=s.offset, min_token_prob=s.min_prob, use_tree=s.tree)
-            chunk = _advance(stream, pos, d.token_ids, d.parents)
-            cache.add_active_response(rid, chunk)
-            steps, drafted, pos = steps + 1, drafted + len(d.token_ids), pos + len(chunk)
-        tokens += pos
-        cache.stop_request(rid)
+    """golden_replay's loop on our tree (its timing is not used here)."""
+    params = Params(max_depth=max_depth, max_spec_tokens=max_spec_tokens, factor=s.factor,
+                    offset=s.offset, min_token_prob=s.min_prob, use_tree=s.tree)
+    stats = replay(streams, ours_drafter(), params)
     name = (f"ours factor {s.factor:g} offset {s.offset:g} min prob {s.min_prob:g} "
             f"{'tree' if s.tree else 'path'}")
-    return Acceptance(name, steps, tokens, drafted)
+    return Acceptance(name, sum(x.steps for x in stats), sum(x.emitted for x in stats),
+                      sum(x.drafted for x in stats))
 
 
 def _parents_from_mask(mask: np.ndarray) -> list[int]:
@@ -146,8 +130,9 @@ def replay_ngram(streams: Sequence[Stream]) -> Acceptance:
             drafts, mask = corpus.batch_get([rid], [tail], [len(prompt) + pos])
             drafts = np.asarray(drafts).reshape(-1)[:n]
             parents = _parents_from_mask(np.asarray(mask).reshape(n, n).astype(bool))
-            chunk = _advance(stream, pos, [int(t) for t in drafts[1:]], parents)
-            pos += len(chunk)
+            # a perfect verifier commits the accepted tokens plus the bonus token
+            accepted = accepted_tree([int(t) for t in drafts[1:]], parents, stream.output_ids, pos)
+            pos += len(stream.output_ids[pos:pos + accepted + 1])
             steps += 1
             corpus.batch_put([(prompt + stream.output_ids[:pos])[-depth:]])
         tokens += pos

@@ -165,11 +165,12 @@ def serve(flags: list[str], model_path: str, log_dir: str | None, timeout: float
     return S.start_server(spec, port, timeout, log_dir)
 
 
-def load_prompts(args, model_path: str) -> list[D.Prompt]:
+def load_prompts(args, model_path: str, tokenizer=None) -> list[D.Prompt]:
     """``args.num`` prompts, none of them among ``--exclude`` (a training trace's prompt ids)."""
-    from transformers import AutoTokenizer
+    if tokenizer is None:
+        from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
     options = D.SampleOptions(seed=args.seed, max_prompt_tokens=args.max_prompt_tokens,
                               max_output_tokens=args.max_tokens)
     excluded = set()
@@ -218,7 +219,7 @@ def cmd_refeaturize(args, model_path: str) -> int:
     from sglang_arctic.scheduling.trace import TraceWriter, prompt_digest, read_traces
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    by_id = {p.id: p for p in load_prompts(args, model_path)}
+    by_id = {p.id: p for p in load_prompts(args, model_path, tokenizer)}
     # The scheduler featurizes SGLang's sampling params, which store greedy
     # decoding as temperature 1.0 (with top_k 1).
     temperature = args.temperature if args.temperature > 0 else 1.0

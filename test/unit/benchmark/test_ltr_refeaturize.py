@@ -44,7 +44,7 @@ def patched(monkeypatch):
     import transformers
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda path: _CharTokenizer())
-    monkeypatch.setattr(L, "load_prompts", lambda args, model_path: list(PROMPTS))
+    monkeypatch.setattr(L, "load_prompts", lambda args, model_path, tokenizer=None: list(PROMPTS))
 
 
 def _run(tmp_path: Path, records: list[TraceRecord]) -> tuple[int, Path]:
